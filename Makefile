@@ -1,0 +1,23 @@
+# Entry points; README.md documents `make run` and `make test`.
+SHELL := /bin/bash
+ENV := source scripts/env.sh &&
+SNAPSHOT ?= 2026-11-01
+
+.PHONY: setup run test lint bench
+
+setup:
+	./scripts/setup.sh
+
+# Set-up, then one full run of synthllm_generate on the sample snapshot with the local model.
+run: setup
+	$(ENV) ./scripts/run_sample.sh $(SNAPSHOT)
+
+# Set-up, lint, then every test that needs no GPU.
+test: setup lint
+	$(ENV) python -m pytest -q
+
+lint:
+	$(ENV) ruff check . && ruff format --check .
+
+bench: setup
+	$(ENV) python benchmarks/ingest_filter.py

@@ -1,0 +1,99 @@
+"""Atomic stage outputs: write under ``_tmp/{attempt}``, move into place, ``_SUCCESS`` last.
+
+Readers trust a prefix only when ``_SUCCESS`` is present. A rerun first withdraws the
+marker, so a reader never sees a prefix that mixes two attempts' files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.storage import Storage, basename, join
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "_SUCCESS"
+MANIFEST = "_manifest.json"
+STATS = "_stats.json"
+_META = {SUCCESS, MANIFEST, STATS, "_tmp"}
+
+
+class UncommittedInputError(RuntimeError):
+    """A stage asked for an input prefix that has no ``_SUCCESS`` marker."""
+
+
+def require_committed(storage: Storage, uri: str) -> None:
+    """Stop with a clear error when an upstream output is missing or half-written."""
+    if not storage.exists(join(uri, SUCCESS)):
+        raise UncommittedInputError(
+            f"input {uri} is not committed (no {SUCCESS}); run the upstream stage first"
+        )
+
+
+@dataclass
+class StageStats:
+    """Row accounting for one output; rows_in must equal rows_out + quarantined."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    def check_balance(self) -> None:
+        if self.rows_in != self.rows_out + self.rows_quarantined:
+            raise AssertionError(
+                f"row accounting broken: in={self.rows_in} out={self.rows_out} "
+                f"quarantined={self.rows_quarantined} {self.quarantined}"
+            )
+
+    def to_dict(self, wall_s: float) -> dict[str, Any]:
+        return {
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rows_quarantined": self.rows_quarantined,
+            "quarantined_by_reason": dict(sorted(self.quarantined.items())),
+            "tokens": self.tokens,
+            "wall_s": round(wall_s, 3),
+            **self.extra,
+        }
+
+
+class StageOutput:
+    """One atomically committed output prefix."""
+
+    def __init__(self, storage: Storage, uri: str, attempt: str) -> None:
+        self.storage = storage
+        self.uri = uri
+        self.attempt = attempt
+        self.tmp_uri = join(uri, "_tmp", attempt)
+        self._started = time.monotonic()
+
+    def begin(self) -> str:
+        """Clear leftovers of this attempt and return the URI to write data under."""
+        self.storage.delete(self.tmp_uri)
+        return self.tmp_uri
+
+    def commit(self, manifest: dict[str, Any], stats: StageStats | None) -> None:
+        """Replace the committed contents with this attempt's files; ``_SUCCESS`` last."""
+        st = self.storage
+        st.delete(join(self.uri, SUCCESS))
+        for child in st.list(self.uri):
+            if basename(child) != "_tmp":
+                st.delete(child)
+        for child in st.list(self.tmp_uri):
+            st.move(child, join(self.uri, basename(child)))
+        st.delete(join(self.uri, "_tmp"))
+        wall = time.monotonic() - self._started
+        st.write_json(join(self.uri, MANIFEST), manifest)
+        if stats is not None:
+            st.write_json(join(self.uri, STATS), stats.to_dict(wall))
+        st.write_text(join(self.uri, SUCCESS), "")
+        log.info("committed %s", self.uri)

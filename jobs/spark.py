@@ -1,0 +1,74 @@
+"""The one SparkSession builder: jars, s3a settings, checkpoint dir, local IP.
+
+This is the only module that imports pyspark at module level; jobs import it lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from jobs.config import REPO_ROOT, PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+def jar_paths(jars_dir: str) -> list[str]:
+    """All jars resolved by ``make setup`` (hadoop-aws, the AWS SDK bundle, GraphFrames)."""
+    folder = Path(jars_dir)
+    if not folder.is_absolute():
+        folder = REPO_ROOT / folder
+    return sorted(str(p) for p in folder.glob("*.jar"))
+
+
+def has_graphframes_jar(jars_dir: str) -> bool:
+    return any("graphframes" in Path(p).name for p in jar_paths(jars_dir))
+
+
+def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
+    """Create (or reuse) the process's SparkSession for ``cfg``."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    jars = jar_paths(cfg.spark.jars_dir)
+    checkpoint = cfg.spark.checkpoint_uri or tempfile.mkdtemp(prefix="synthllm-ckpt-")
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.driver.memory", cfg.spark.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", os.environ["SPARK_LOCAL_IP"])
+        .config("spark.sql.session.timeZone", "UTC")
+        # Hadoop's own _SUCCESS would be confused with the stage commit marker.
+        .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    if cfg.spark.master:  # empty: spark-submit (spark-operator) already set the master
+        builder = builder.master(cfg.spark.master)
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    storage = cfg.storage
+    builder = (
+        builder.config("spark.hadoop.fs.s3a.impl", "org.apache.hadoop.fs.s3a.S3AFileSystem")
+        .config("spark.hadoop.fs.s3a.endpoint.region", storage.s3_region)
+        .config(
+            "spark.hadoop.fs.s3a.aws.credentials.provider",
+            "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+        )
+    )
+    if storage.s3_endpoint_url:
+        builder = (
+            builder.config("spark.hadoop.fs.s3a.endpoint", storage.s3_endpoint_url)
+            .config("spark.hadoop.fs.s3a.path.style.access", "true")
+            .config(
+                "spark.hadoop.fs.s3a.connection.ssl.enabled",
+                str(storage.s3_endpoint_url.startswith("https")).lower(),
+            )
+        )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.setCheckpointDir(checkpoint)
+    log.info("spark %s master=%s jars=%d", spark.version, cfg.spark.master, len(jars))
+    return spark

@@ -1,0 +1,218 @@
+"""One I/O layer for ``file://`` and ``s3://`` URIs (boto3 for S3, ``s3a://`` for Spark).
+
+Credentials are never taken from code or config files: boto3 reads the standard AWS
+environment variables (or the pod's IRSA role); only the endpoint and region are configured.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.config import REPO_ROOT, StorageConfig
+
+
+def resolve_uri(uri: str) -> str:
+    """Make ``file://relative`` URIs (and bare paths) absolute, relative to the repo root."""
+    if uri.startswith("s3://"):
+        return uri
+    if uri.startswith("file://"):
+        path = uri[len("file://") :]
+        base = REPO_ROOT
+    elif "://" not in uri:
+        path, base = uri, Path.cwd()
+    else:
+        raise ValueError(f"unsupported URI scheme: {uri!r} (expected file:// or s3://)")
+    if not path.startswith("/"):
+        path = str((base / path).resolve())
+    return "file://" + path
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI path segments with ``/``."""
+    return posixpath.join(base.rstrip("/"), *[p.strip("/") for p in parts])
+
+
+def basename(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def to_spark_uri(uri: str) -> str:
+    """Spark reads S3 through the s3a connector."""
+    return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+@dataclass
+class Storage:
+    """File operations over one storage config; ``file://`` via pathlib, ``s3://`` via boto3."""
+
+    config: StorageConfig
+    _client: Any = field(default=None, repr=False)
+
+    @property
+    def s3(self):
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client(
+                "s3",
+                endpoint_url=self.config.s3_endpoint_url,
+                region_name=self.config.s3_region,
+            )
+        return self._client
+
+    @staticmethod
+    def _local(uri: str) -> Path | None:
+        uri = resolve_uri(uri)
+        return Path(uri[len("file://") :]) if uri.startswith("file://") else None
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def exists(self, uri: str) -> bool:
+        local = self._local(uri)
+        if local is not None:
+            return local.exists()
+        bucket, key = _split_s3(uri)
+        resp = self.s3.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/"), MaxKeys=1)
+        for obj in resp.get("Contents", []):
+            k = obj["Key"]
+            if k == key.rstrip("/") or k.startswith(key.rstrip("/") + "/"):
+                return True
+        return False
+
+    def read_bytes(self, uri: str) -> bytes:
+        local = self._local(uri)
+        if local is not None:
+            return local.read_bytes()
+        bucket, key = _split_s3(uri)
+        return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def write_bytes(self, uri: str, data: bytes, content_type: str | None = None) -> None:
+        local = self._local(uri)
+        if local is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_name(local.name + ".partial")
+            tmp.write_bytes(data)
+            tmp.replace(local)
+            return
+        bucket, key = _split_s3(uri)
+        extra = {"ContentType": content_type} if content_type else {}
+        self.s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+
+    def read_text(self, uri: str) -> str:
+        return self.read_bytes(uri).decode("utf-8")
+
+    def write_text(self, uri: str, text: str, content_type: str | None = None) -> None:
+        self.write_bytes(uri, text.encode("utf-8"), content_type)
+
+    def read_json(self, uri: str) -> Any:
+        return json.loads(self.read_text(uri))
+
+    def write_json(self, uri: str, obj: Any) -> None:
+        body = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+        self.write_text(uri, body, "application/json")
+
+    def append_text(self, uri: str, text: str) -> None:
+        """Append and flush (LLM shard journals); an S3 object is rewritten whole."""
+        local = self._local(uri)
+        if local is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with local.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+            return
+        old = self.read_text(uri) if self.exists(uri) else ""
+        self.write_text(uri, old + text)
+
+    def upload_file(self, path: Path, uri: str) -> None:
+        local = self._local(uri)
+        if local is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, local)
+            return
+        bucket, key = _split_s3(uri)
+        self.s3.upload_file(str(path), bucket, key)
+
+    # -- prefixes ----------------------------------------------------------------------------
+
+    def list(self, uri: str) -> list[str]:
+        """Immediate children of a prefix, as full URIs, sorted; [] if absent."""
+        local = self._local(uri)
+        if local is not None:
+            if not local.is_dir():
+                return []
+            return sorted("file://" + str(p) for p in local.iterdir())
+        bucket, key = _split_s3(uri)
+        prefix = key.rstrip("/") + "/"
+        out: set[str] = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, Delimiter="/"
+        ):
+            out.update(f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []))
+            out.update(
+                f"s3://{bucket}/{p['Prefix'].rstrip('/')}" for p in page.get("CommonPrefixes", [])
+            )
+        return sorted(out)
+
+    def walk_files(self, uri: str) -> list[str]:
+        """All files below a prefix, as full URIs, sorted."""
+        local = self._local(uri)
+        if local is not None:
+            if local.is_file():
+                return ["file://" + str(local)]
+            return sorted("file://" + str(p) for p in local.rglob("*") if p.is_file())
+        bucket, key = _split_s3(uri)
+        prefix = key.rstrip("/") + "/"
+        out = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            out.extend(f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []))
+        return sorted(out)
+
+    def delete(self, uri: str) -> None:
+        """Remove a file or a whole prefix; absent is fine."""
+        local = self._local(uri)
+        if local is not None:
+            if local.is_dir():
+                shutil.rmtree(local)
+            elif local.exists():
+                local.unlink()
+            return
+        bucket, key = _split_s3(uri)
+        keys = [_split_s3(u)[1] for u in self.walk_files(uri)]
+        if self.exists(uri) and key not in keys:
+            keys.append(key)
+        for i in range(0, len(keys), 1000):
+            chunk = [{"Key": k} for k in keys[i : i + 1000]]
+            self.s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename locally; copy then delete on S3 (S3 has no rename)."""
+        local_src, local_dst = self._local(src), self._local(dst)
+        if local_src is not None and local_dst is not None:
+            local_dst.parent.mkdir(parents=True, exist_ok=True)
+            local_src.replace(local_dst)
+            return
+        files = self.walk_files(src) or [src]
+        sb, skey = _split_s3(src)
+        db, dkey = _split_s3(dst)
+        for f in files:
+            _, fkey = _split_s3(f)
+            target = dkey + fkey[len(skey) :]
+            self.s3.copy_object(Bucket=db, Key=target, CopySource={"Bucket": sb, "Key": fkey})
+        self.delete(src)
+
+    def size(self, uri: str) -> int:
+        local = self._local(uri)
+        if local is not None:
+            return local.stat().st_size
+        bucket, key = _split_s3(uri)
+        return int(self.s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
