@@ -51,6 +51,7 @@ class IngestConfig(_Section):
     text_field: str = "text"
     id_field: str = "id"
     max_text_chars: int = Field(200_000, ge=1)
+    output_file_mb: int = Field(128, ge=1)  # target size of one output Parquet file (by text)
 
 
 class FilterConfig(_Section):
@@ -60,6 +61,10 @@ class FilterConfig(_Section):
     max_symbol_ratio: float = Field(0.25, ge=0, le=1)
     max_dup_line_fraction: float = Field(0.3, ge=0, le=1)
     minhash_num_tables: int = Field(5, ge=1)
+    # Word 5-grams by default: unrelated documents share far fewer of them than character
+    # 5-grams, so MinHash LSH (one hash per table in Spark) yields ~40x fewer candidate pairs.
+    minhash_shingle: Literal["word", "char"] = "word"
+    minhash_shingle_words: int = Field(5, ge=1)
     minhash_shingle_chars: int = Field(5, ge=1)
     near_dup_jaccard: float = Field(0.8, gt=0, le=1)
     positives_uri: str = "file://./jobs/filter/seeds/positives.jsonl"
@@ -163,7 +168,7 @@ def load_config(
         raise ConfigError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
     tree: dict[str, Any] = {}
     for path in (PROFILES_DIR / f"{profile}.toml", config_file):
-        if path is None:
+        if not path:  # None or "" (an unset DAG param): no overlay
             continue
         path = Path(path)
         if not path.is_file():

@@ -1,0 +1,105 @@
+"""Job descriptions: what a DAG task runs, independent of where it runs.
+
+A ``JobSpec`` names a job module and its argv (Jinja templates allowed); the factory in
+``factory.py`` turns it into the operator of the active profile. Nothing here imports
+Airflow, so the specs can be unit-tested and reused by any DAG.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+JobKind = Literal["spark", "python", "python_gpu"]
+ImageKind = Literal["spark", "python", "vllm"]
+
+# Every job receives the snapshot, the run id and the try number (names its _tmp prefix).
+# An explicit `snapshot` param wins over the run's logical date, so a backfill or a manual
+# run can name any snapshot.
+SNAPSHOT = "{{ params.snapshot or ds }}"
+RUN_ARGV: tuple[str, ...] = (
+    "--snapshot",
+    SNAPSHOT,
+    "--run-id",
+    "{{ run_id }}",
+    "--attempt",
+    "{{ ti.try_number }}",
+    "--config",
+    "{{ params.config }}",
+)
+
+_IMAGE_FOR_KIND: dict[str, ImageKind] = {"spark": "spark", "python": "python", "python_gpu": "vllm"}
+_QUANTITY = re.compile(r"^(\d+)(Mi|Gi)$")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one job needs; for Spark jobs ``cpu``/``memory`` size the driver and each executor."""
+
+    # Whole cores: Spark's driver/executor ``cores`` is an integer in the CRD schema.
+    cpu: int = 1
+    # Kubernetes quantity (Mi/Gi only), converted to Spark's "4g"/"512m" for SparkApplications.
+    memory: str = "2Gi"
+    # GPUs per pod; only python_gpu jobs ask for any.
+    gpu: int = 0
+    # Spark executors; two is the smallest count that still exercises a shuffle across pods.
+    executors: int = 2
+
+    def __post_init__(self) -> None:
+        if self.cpu < 1 or self.gpu < 0 or self.executors < 1:
+            raise ValueError(f"resources out of range: {self}")
+        if not _QUANTITY.match(self.memory):
+            raise ValueError(f"memory must look like '512Mi' or '4Gi', got {self.memory!r}")
+
+    def spark_memory(self) -> str:
+        """The memory in Spark's notation ("4Gi" -> "4g", "512Mi" -> "512m")."""
+        number, unit = _QUANTITY.match(self.memory).groups()
+        return f"{number}{'g' if unit == 'Gi' else 'm'}"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One task: ``python -m <module> <argv...>`` with the resources it needs."""
+
+    task_id: str
+    module: str
+    # Empty: most jobs need only the run-scoped flags (RUN_ARGV); templated by Airflow.
+    argv: tuple[str, ...] = ()
+    # Plain Python: the cheapest runtime; Spark and GPU must be asked for explicitly.
+    kind: JobKind = "python"
+    # One core, 2 GiB: enough for the small-table jobs; big stages size themselves.
+    resources: Resources = field(default_factory=Resources)
+    # None: the image that matches ``kind`` (spark -> spark, python -> python, GPU -> vllm).
+    image: ImageKind | None = None
+    # A stuck job must not hold a worker slot or a GPU forever; LLM shards override it.
+    timeout: timedelta = timedelta(hours=2)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.task_id):
+            raise ValueError(f"task_id must be lower snake case, got {self.task_id!r}")
+        if not re.fullmatch(r"jobs(\.[a-z_][a-z0-9_]*)+", self.module):
+            raise ValueError(f"module must be a jobs.* module path, got {self.module!r}")
+        if self.kind == "python_gpu" and self.resources.gpu < 1:
+            raise ValueError(f"{self.task_id}: a python_gpu job needs resources.gpu >= 1")
+
+    @property
+    def image_kind(self) -> ImageKind:
+        """The image this job runs in."""
+        return self.image or _IMAGE_FOR_KIND[self.kind]
+
+    @property
+    def full_argv(self) -> list[str]:
+        """The job's argv: run-scoped flags first, then the job's own."""
+        return [*RUN_ARGV, *self.argv]
+
+    @property
+    def k8s_name(self) -> str:
+        """The task id as a DNS-1123 name (pods and SparkApplications reject underscores)."""
+        return self.task_id.replace("_", "-")
+
+
+def shard_argv(shard: str) -> list[str]:
+    """The per-instance tail of a mapped LLM task: ``["--shard", "0/2"]``."""
+    return ["--shard", shard]

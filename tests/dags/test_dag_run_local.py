@@ -1,0 +1,114 @@
+"""A whole run of synthllm_generate under the local profile, with stub job modules.
+
+The real jobs are tested in tests/jobs; here each job module is a stub that records its argv,
+so the test checks what Airflow itself does with the DAG: templating, task order, shard
+mapping (XCom -> .map -> expand), try numbers, and the Asset event of publish.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+STUB = """
+import json, os, sys
+with open(os.environ["SYNTHLLM_STUB_LOG"], "a") as fh:
+    fh.write(json.dumps({"module": __spec__.name, "argv": sys.argv[1:]}) + "\\n")
+print(f"{__spec__.name} ok")
+"""
+MODULES = [
+    "jobs.ingest.ingest",
+    "jobs.filter.filter",
+    "jobs.validate.validate",
+    "jobs.questions.prepare",
+    "jobs.llm.run_shard",
+    "jobs.questions.collect",
+    "jobs.answers.prepare",
+    "jobs.answers.collect",
+    "jobs.report.report",
+    "jobs.publish.publish",
+]
+
+
+@pytest.fixture
+def stub_repo(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    for module in MODULES:
+        path = root / (module.replace(".", "/") + ".py")
+        for parent in [path.parent, *path.parent.parents]:
+            if parent == root:
+                break
+            parent.mkdir(parents=True, exist_ok=True)
+            (parent / "__init__.py").touch()
+        path.write_text(STUB)
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("SYNTHLLM_REPO", str(root))
+    monkeypatch.setenv("SYNTHLLM_STUB_LOG", str(log))
+    return log
+
+
+def flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+@pytest.mark.slow
+def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_dag, stub_repo):
+    run = generate_dag.test(
+        logical_date=datetime(2026, 11, 1, tzinfo=UTC),
+        run_conf={"snapshot": "cc-2026-10", "num_shards": 3},
+    )
+    assert str(run.state) in {"success", "DagRunState.SUCCESS"}
+    calls = [json.loads(line) for line in Path(stub_repo).read_text().splitlines()]
+    modules = [c["module"] for c in calls]
+    assert modules[:4] == [
+        "jobs.ingest.ingest",
+        "jobs.filter.filter",
+        "jobs.validate.validate",
+        "jobs.questions.prepare",
+    ]
+    assert modules[-4:] == [
+        "jobs.answers.collect",
+        "jobs.validate.validate",
+        "jobs.report.report",
+        "jobs.publish.publish",
+    ]
+    assert len(calls) == 11 + 2 * 3
+    for call in calls:
+        argv = call["argv"]
+        assert flag(argv, "--snapshot") == "cc-2026-10"
+        assert flag(argv, "--attempt") == "1"
+        assert flag(argv, "--run-id") == run.run_id
+    shards = sorted(
+        (flag(c["argv"], "--task"), flag(c["argv"], "--shard"))
+        for c in calls
+        if c["module"] == "jobs.llm.run_shard"
+    )
+    assert shards == [(t, f"{i}/3") for t in ("answers", "questions_l1") for i in range(3)]
+    tables = [flag(c["argv"], "--table") for c in calls if c["module"] == "jobs.validate.validate"]
+    assert tables == ["documents", "questions", "qa"]
+    assert_mapped_names_and_asset_event(run)
+
+
+def assert_mapped_names_and_asset_event(run) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        names = session.scalars(
+            select(TaskInstance.rendered_map_index)
+            .where(TaskInstance.run_id == run.run_id)
+            .where(TaskInstance.task_id == "questions_generate")
+            .order_by(TaskInstance.map_index)
+        ).all()
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == "synthllm_dataset")
+        ).all()
+        assert names == ["--shard 0/3", "--shard 1/3", "--shard 2/3"]
+        assert [(e.source_task_id, e.source_run_id) for e in events] == [("publish", run.run_id)]

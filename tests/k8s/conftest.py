@@ -1,0 +1,113 @@
+"""Kubernetes test set-up: Airflow env (the render tests parse the DAGs) and schema validators.
+
+No cluster runs here, so every object is checked against published schemas instead: core
+objects with kubernetes-validate, SparkApplications with the spark-operator CRD's OpenAPI v3
+schema from ../shared/reference/k8s-crds/ (tests skip, saying why, where it is absent).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+CRD_FILE = REPO.parent / "shared/reference/k8s-crds/sparkoperator.k8s.io_sparkapplications.yaml"
+# A Kubernetes minor version kubernetes-validate ships schemas for (a current EKS/GKE release).
+K8S_VERSION = "1.33"
+
+# Set before any test module imports airflow (importing it without AIRFLOW_HOME creates ~/airflow).
+# Shared by tests/dags and tests/k8s (whichever conftest loads first creates it).
+if "SYNTHLLM_TEST_AIRFLOW_HOME" not in os.environ:
+    os.environ["SYNTHLLM_TEST_AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="synthllm-airflow-")
+_AIRFLOW_HOME = os.environ["SYNTHLLM_TEST_AIRFLOW_HOME"]
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+os.environ.pop("SYNTHLLM_PROFILE", None)
+if str(DAGS) not in sys.path:
+    sys.path.insert(0, str(DAGS))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cleanup_airflow_home():
+    yield
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+
+
+def _close_objects(schema):
+    """Reject unknown fields, as the API server does with strict field validation.
+
+    A structural CRD schema silently prunes unknown fields; a typo in a rendered object would
+    then be dropped without error, so the test schema forbids them instead.
+    """
+    if isinstance(schema, dict):
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            _close_objects(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _close_objects(item)
+    return schema
+
+
+@pytest.fixture(scope="session")
+def spark_app_schema():
+    """The v1beta2 SparkApplication openAPIV3Schema, closed against unknown fields."""
+    if not CRD_FILE.is_file():
+        pytest.skip(f"spark-operator CRD schema not found at {CRD_FILE} (shared/ not present)")
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    versions = {v["name"]: v for v in crd["spec"]["versions"]}
+    return _close_objects(copy.deepcopy(versions["v1beta2"]["schema"]["openAPIV3Schema"]))
+
+
+@pytest.fixture(scope="session")
+def validate_spark_app(spark_app_schema):
+    """``validate_spark_app(obj)`` raises jsonschema.ValidationError on an invalid object."""
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(
+        spark_app_schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
+    )
+
+    def validate(obj):
+        errors = sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise errors[0]
+        assert obj["apiVersion"] == "sparkoperator.k8s.io/v1beta2"
+        assert obj["kind"] == "SparkApplication"
+
+    return validate
+
+
+@pytest.fixture(scope="session")
+def validate_k8s():
+    """``validate_k8s(obj)``: kubernetes-validate against the K8S_VERSION schemas, strict."""
+    import kubernetes_validate
+
+    def validate(obj):
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+    return validate
+
+
+def load_yaml_docs(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.fixture(scope="session")
+def k8s_manifests() -> dict[str, list[dict]]:
+    """Every YAML file under k8s/, by file name."""
+    return {p.name: load_yaml_docs(p) for p in sorted((REPO / "k8s").glob("*.yaml"))}

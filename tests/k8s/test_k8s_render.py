@@ -1,0 +1,156 @@
+"""Every task of synthllm_generate, built in the kubernetes profile, renders to a valid object.
+
+Pods come from ``KubernetesPodOperator.build_pod_request_obj`` (pod template + task fields),
+serialised like the API client does; SparkApplications are the body the provider would
+submit. Both are validated against the published schemas.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from kubernetes.client import ApiClient
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+SNAPSHOT = "2026-11-01"
+RUN_ID = "scheduled__2026-11-01T00:00:00+00:00"
+SPARK_TASKS = {"ingest": "jobs.ingest.ingest", "filter": "jobs.filter.filter"}
+GPU_TASKS = {"questions_generate", "answers_generate"}
+POD_TASKS = {
+    "validate_documents",
+    "questions_prepare",
+    "questions_collect",
+    "validate_questions",
+    "answers_prepare",
+    "answers_collect",
+    "validate_qa",
+    "report",
+    "publish",
+} | GPU_TASKS
+
+
+@pytest.fixture(scope="module")
+def k8s_dag():
+    """synthllm_generate parsed as the DAG processor does, with SYNTHLLM_PROFILE=kubernetes."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    os.environ["SYNTHLLM_PROFILE"] = "kubernetes"
+    try:
+        bag = BundleDagBag(dag_folder=DAGS, bundle_path=DAGS)
+    finally:
+        os.environ.pop("SYNTHLLM_PROFILE", None)
+    assert bag.import_errors == {}
+    return bag.dags["synthllm_generate"]
+
+
+def context(try_number=1):
+    return {
+        "params": {"snapshot": None, "num_shards": 2, "config": ""},
+        "ds": SNAPSHOT,
+        "run_id": RUN_ID,
+        "ti": SimpleNamespace(try_number=try_number),
+    }
+
+
+def run_argv(try_number=1):
+    return ["--snapshot", SNAPSHOT, "--run-id", RUN_ID, "--attempt", str(try_number)]
+
+
+def render_pod(task, shard=None) -> dict:
+    op = task.unmap({"arguments": ["--shard", shard]}) if shard else task
+    op.render_template_fields(context())
+    pod = op.build_pod_request_obj(dry_run=True)
+    return ApiClient().sanitize_for_serialization(pod), op
+
+
+def render_spark_app(task) -> dict:
+    from airflow.providers.cncf.kubernetes.operators.custom_object_launcher import (
+        CustomObjectLauncher,
+    )
+
+    task.render_template_fields(context())
+    launcher = CustomObjectLauncher(
+        name=task.name,
+        namespace=task.namespace,
+        kube_client=None,
+        custom_obj_api=None,
+        template_body=task.template_body,
+    )
+    return launcher.body
+
+
+def test_operator_kinds_per_task(k8s_dag):
+    kinds = {t.task_id: type(t).__name__ for t in k8s_dag.tasks}
+    for task_id in SPARK_TASKS:
+        assert kinds[task_id] == "SparkKubernetesOperator"
+    for task_id in POD_TASKS - GPU_TASKS:
+        assert kinds[task_id] == "KubernetesPodOperator"
+    for task_id in GPU_TASKS:
+        task = k8s_dag.get_task(task_id)
+        assert task.operator_class.__name__ == "KubernetesPodOperator"
+        assert set(task.expand_input.value) == {"arguments"}
+
+
+@pytest.mark.parametrize("task_id", sorted(POD_TASKS))
+def test_pods_render_and_validate(k8s_dag, validate_k8s, task_id):
+    task = k8s_dag.get_task(task_id)
+    gpu = task_id in GPU_TASKS
+    pod, op = render_pod(task, shard="1/2" if gpu else None)
+    validate_k8s(pod)
+    (container,) = pod["spec"]["containers"]
+    module = container["command"][2]
+    assert container["command"][:3] == ["python", "-m", module]
+    assert container["command"][3:9] == run_argv()
+    assert container["args"] == (["--shard", "1/2"] if gpu else [])
+    assert container["image"] == ("synthllm/vllm:0.1.0" if gpu else "synthllm/python:0.1.0")
+    refs = [next(iter(ref.values()))["name"] for ref in container["envFrom"]]
+    assert refs == ["synthllm-pipeline-env", "synthllm-s3-credentials"]
+    assert container.get("env", []) == []  # settings and secrets come only from envFrom
+    assert pod["metadata"]["namespace"] == "synthllm"
+    assert pod["metadata"]["name"].startswith(task_id.replace("_", "-"))
+    assert pod["spec"]["serviceAccountName"] == "synthllm-jobs"
+    limits = container["resources"]["limits"]
+    if gpu:
+        assert limits["nvidia.com/gpu"] == "1"
+        assert [t["key"] for t in pod["spec"]["tolerations"]] == ["nvidia.com/gpu"]
+        assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert {v["name"] for v in pod["spec"]["volumes"]} == {"dshm", "models", "scratch"}
+        assert op.pod_template_file.endswith("k8s/pod-gpu.yaml")
+    else:
+        assert "nvidia.com/gpu" not in limits
+        assert not pod["spec"].get("tolerations")
+        assert op.pod_template_file.endswith("k8s/pod-python.yaml")
+
+
+@pytest.mark.parametrize("task_id", sorted(SPARK_TASKS))
+def test_spark_applications_render_and_validate(k8s_dag, validate_spark_app, task_id):
+    app = render_spark_app(k8s_dag.get_task(task_id))
+    validate_spark_app(app)
+    spec = app["spec"]
+    assert app["metadata"] == {"name": task_id, "namespace": "synthllm"}
+    assert spec["type"] == "Python" and spec["mode"] == "cluster"
+    assert spec["sparkVersion"] == "4.1.1"
+    assert spec["image"] == "synthllm/spark:0.1.0"
+    assert spec["mainApplicationFile"] == "local:///opt/synthllm/launch.py"
+    assert spec["arguments"] == [SPARK_TASKS[task_id], *run_argv(), "--config", ""]
+    assert spec["driver"]["serviceAccount"] == "synthllm-spark"
+    assert spec["driver"]["cores"] == 4 and spec["driver"]["memory"] == "16g"
+    assert spec["executor"]["instances"] == 4
+    for role in ("driver", "executor"):
+        refs = [next(iter(ref.values()))["name"] for ref in spec[role]["envFrom"]]
+        assert refs == ["synthllm-pipeline-env", "synthllm-s3-credentials"]
+
+
+def test_mapped_pod_keeps_the_templated_command(k8s_dag):
+    task = k8s_dag.get_task("answers_generate")
+    pods = [render_pod(task, shard=f"{i}/2")[0] for i in range(2)]
+    commands = {tuple(p["spec"]["containers"][0]["command"]) for p in pods}
+    assert len(commands) == 1
+    assert list(next(iter(commands)))[3:] == [*run_argv(), "--config", "", "--task", "answers"]
+    assert [p["spec"]["containers"][0]["args"] for p in pods] == [
+        ["--shard", "0/2"],
+        ["--shard", "1/2"],
+    ]
