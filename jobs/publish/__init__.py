@@ -1,0 +1,1 @@
+"""The publish stage: validated dataset, manifest and dataset card under datasets/."""

@@ -1,0 +1,145 @@
+"""Publish a validated snapshot to ``{root}/datasets/synthllm/{snapshot}/``.
+
+``python -m jobs.publish.publish --snapshot S``
+
+Refuses unless the qa table is committed and the documents, questions and qa validations
+all succeeded. Writes ``data/qa.parquet``, ``data/qa.jsonl``, ``manifest.json`` (counts,
+tokens, models, prompt versions, code version, checksums) and the dataset card
+``README.md`` in one atomic StageOutput commit, then prints where the dataset and the
+report are.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from jobs.cli import JobContext, base_parser, code_version, run_job
+from jobs.commit import STATS, SUCCESS, StageOutput, StageStats, require_committed
+from jobs.layout import Layout
+from jobs.publish.card import render_card
+from jobs.publish.dataset import (
+    CARD_FILE,
+    JSONL_FILE,
+    MANIFEST_FILE,
+    PARQUET_FILE,
+    build_manifest,
+    distinct,
+    encode_jsonl,
+    encode_parquet,
+    licence_counts,
+    qa_arrow,
+    type_name,
+)
+from jobs.report.summary import STAGES
+from jobs.storage import Storage, join
+from jobs.tables import read_table, schema
+from jobs.validate.results import RESULT_FILE
+from jobs.validate.suites import TABLES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+_CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "jsonl": "application/jsonl"}
+
+
+class PublishRefusedError(RuntimeError):
+    """The snapshot is not validated (or not complete) and must not be published."""
+
+
+def check_validated(storage: Storage, layout: Layout) -> dict[str, dict[str, Any]]:
+    """Every table's committed verdict, or :class:`PublishRefusedError` naming what is wrong."""
+    problems, verdicts = [], {}
+    for table in TABLES:
+        uri = join(layout.run, "validation", table)
+        if not storage.exists(join(uri, SUCCESS)):
+            problems.append(f"{table}: no committed validation result at {uri}")
+            continue
+        verdict = storage.read_json(join(uri, RESULT_FILE))
+        verdicts[table] = verdict
+        if verdict.get("success") is not True:
+            failed = "; ".join(verdict.get("critical_failures", [])) or "success is not true"
+            problems.append(f"{table}: validation failed ({failed})")
+    if problems:
+        raise PublishRefusedError(
+            f"refusing to publish snapshot {layout.snapshot}:\n  - " + "\n  - ".join(problems)
+        )
+    return verdicts
+
+
+def _stage_stats(storage: Storage, layout: Layout) -> dict[str, dict | None]:
+    out: dict[str, dict | None] = {}
+    for stage in STAGES:
+        uri = layout.table(stage)
+        out[stage] = (
+            storage.read_json(join(uri, STATS)) if storage.exists(join(uri, SUCCESS)) else None
+        )
+    return out
+
+
+def _provenance(
+    qa: pd.DataFrame, questions: pd.DataFrame, docs: pd.DataFrame, layout: Layout, verdicts: dict
+) -> dict[str, Any]:
+    """Models, prompt versions, source licences, verdicts and links for the manifest."""
+    doc_ids = [d for ids in qa["source_doc_ids"] for d in (ids if ids is not None else [])]
+    meta_by_doc = dict(zip(docs["doc_id"], docs["meta"], strict=True))
+    return {
+        "models": {"questions": distinct(questions["model"]), "answers": distinct(qa["model"])},
+        "prompt_versions": {
+            "questions": distinct(questions["prompt_version"]),
+            "answers": distinct(qa["prompt_version"]),
+        },
+        "source_licences": licence_counts(meta_by_doc, doc_ids),
+        "corpus_uri": layout.corpus,
+        "validation": {
+            t: {"success": v["success"], **v.get("statistics", {})} for t, v in verdicts.items()
+        },
+        "report_uri": join(layout.reports, "index.html"),
+        "data_docs_uri": join(layout.reports, "data_docs", "index.html"),
+    }
+
+
+def run(ctx: JobContext) -> StageStats:
+    """Check the verdicts, then write and commit the dataset."""
+    storage = Storage(ctx.cfg.storage)
+    layout = ctx.layout
+    qa_uri = layout.table("qa")
+    require_committed(storage, qa_uri)
+    verdicts = check_validated(storage, layout)
+    qa = read_table(storage, qa_uri)
+    questions = read_table(storage, layout.table("questions"), columns=["model", "prompt_version"])
+    docs = read_table(storage, layout.table("documents"), columns=["doc_id", "meta"])
+    arrow = qa_arrow(qa, schema("qa"))
+    files = {PARQUET_FILE: encode_parquet(arrow), JSONL_FILE: encode_jsonl(arrow.to_pylist())}
+    manifest = build_manifest(
+        snapshot=ctx.snapshot,
+        run_id=ctx.run_id,
+        code_version=code_version(),
+        files=files,
+        num_rows=arrow.num_rows,
+        stage_stats=_stage_stats(storage, layout),
+        table_rows={"documents": len(docs), "questions": len(questions)},
+        provenance=_provenance(qa, questions, docs, layout, verdicts),
+    )
+    types = {f.name: type_name(f.type) for f in arrow.schema}
+    out = StageOutput(storage, layout.dataset, ctx.attempt)
+    tmp = out.begin()
+    for name, data in files.items():
+        storage.write_bytes(join(tmp, name), data, _CONTENT_TYPES[name.rsplit(".", 1)[-1]])
+    storage.write_json(join(tmp, MANIFEST_FILE), manifest)
+    storage.write_text(join(tmp, CARD_FILE), render_card(manifest, types), "text/markdown")
+    stats = StageStats(rows_in=arrow.num_rows, rows_out=arrow.num_rows)
+    out.commit(ctx.manifest("publish", [qa_uri], files=sorted(files)), stats)
+    print(f"dataset: {layout.dataset}")
+    print(f"report: {manifest['report_uri']}")
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job("publish", argv, run, base_parser("Publish a validated snapshot."))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

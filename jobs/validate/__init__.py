@@ -1,0 +1,1 @@
+"""The validate stage: declarative Great Expectations suites, verdicts and Data Docs."""

@@ -1,0 +1,143 @@
+"""Publication: refused without passing validations; atomic files with correct checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.commit import StageOutput, StageStats, UncommittedInputError
+from jobs.config import load_config
+from jobs.layout import Layout
+from jobs.publish.publish import PublishRefusedError, main
+from jobs.storage import Storage, join
+from jobs.tables import schema, write_table
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "expectations"
+SNAP = "2026-11-01"
+DOC_SCHEMA = pa.schema([("doc_id", pa.string()), ("meta", pa.map_(pa.string(), pa.string()))])
+
+
+def good_rows(table: str) -> list[dict]:
+    return [json.loads(line) for line in (FIXTURES / f"{table}.jsonl").read_text().splitlines()]
+
+
+def commit(storage, uri, stats=None, rows=None, table_schema=None, files=None):
+    out = StageOutput(storage, uri, "1")
+    tmp = out.begin()
+    if rows is not None:
+        write_table(storage, rows, tmp, table_schema)
+    for name, body in (files or {}).items():
+        storage.write_json(join(tmp, name), body)
+    out.commit({"job": "test"}, stats or StageStats())
+
+
+def verdict(success: bool) -> dict:
+    failures = [] if success else ["qa: expect_column_values_to_not_be_null(answer)"]
+    stats = {"evaluated": 16, "failed": len(failures), "warnings": 0}
+    return {"success": success, "statistics": stats, "critical_failures": failures}
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A snapshot with committed documents, questions and qa tables (no verdicts yet)."""
+    root = f"file://{tmp_path / 'data'}"
+    storage = Storage(load_config("local", None, [f'storage.root_uri="{root}"']).storage)
+    layout = Layout(root, SNAP)
+    docs = [{"doc_id": r["doc_id"], "meta": r["meta"]} for r in good_rows("documents")]
+    docs[2]["meta"] = {"licence": "MIT"}
+    commit(storage, layout.table("documents_raw"), StageStats(4, 3, {"empty_text": 1}))
+    commit(storage, layout.table("documents"), StageStats(3, 3), docs, DOC_SCHEMA)
+    # questions.collect counts documents in rows_in/out; its table holds 3 questions.
+    q_stats = StageStats(3, 2, {"unparseable": 1}, {"prompt": 900, "completion": 300})
+    commit(storage, layout.table("questions"), q_stats, good_rows("questions"), schema("questions"))
+    qa_rows = list(reversed(good_rows("qa")))  # publish sorts by question_id
+    qa_stats = StageStats(4, 3, {"no_boxed_answer": 1}, {"prompt": 400, "completion": 93})
+    commit(storage, layout.table("qa"), qa_stats, qa_rows, schema("qa"))
+    return root, storage, layout
+
+
+def set_verdicts(storage, layout, **success: bool) -> None:
+    for table, ok in success.items():
+        uri = join(layout.run, "validation", table)
+        commit(storage, uri, files={"result.json": verdict(ok)})
+
+
+def publish(root: str) -> int:
+    return main(
+        ["--snapshot", SNAP, "--run-id", "manual__7", "--set", f'storage.root_uri="{root}"']
+    )
+
+
+def test_refuses_when_validations_are_missing_or_failed(env):
+    root, storage, layout = env
+    with pytest.raises(PublishRefusedError, match="documents: no committed validation") as exc:
+        publish(root)
+    assert "questions: no committed" in str(exc.value) and "qa: no committed" in str(exc.value)
+    set_verdicts(storage, layout, documents=True, questions=True, qa=False)
+    with pytest.raises(PublishRefusedError, match=r"qa: validation failed .*not_be_null\(answer\)"):
+        publish(root)
+    assert not storage.exists(layout.dataset)
+
+
+def test_refuses_when_qa_is_not_committed(env):
+    root, storage, layout = env
+    set_verdicts(storage, layout, documents=True, questions=True, qa=True)
+    storage.delete(join(layout.table("qa"), "_SUCCESS"))
+    with pytest.raises(UncommittedInputError, match="qa"):
+        publish(root)
+
+
+def test_publishes_files_with_checksums_manifest_and_card(env, capsys):
+    root, storage, layout = env
+    set_verdicts(storage, layout, documents=True, questions=True, qa=True)
+    assert publish(root) == 0
+    out = capsys.readouterr().out
+    assert f"dataset: {layout.dataset}" in out
+    assert f"report: {join(layout.reports, 'index.html')}" in out
+    ds = layout.dataset
+    assert storage.exists(join(ds, "_SUCCESS"))
+    manifest = storage.read_json(join(ds, "manifest.json"))
+    for name in ("data/qa.parquet", "data/qa.jsonl"):
+        data = storage.read_bytes(join(ds, name))
+        assert manifest["files"][name]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert manifest["files"][name]["bytes"] == len(data)
+    table = pq.read_table(io.BytesIO(storage.read_bytes(join(ds, "data/qa.parquet"))))
+    lines = storage.read_text(join(ds, "data/qa.jsonl")).splitlines()
+    assert manifest["row_counts"] == {"documents_raw": 3, "documents": 3, "questions": 3, "qa": 3}
+    assert table.num_rows == len(lines) == 3
+    assert table.schema.equals(schema("qa"))
+    ids = table.column("question_id").to_pylist()
+    assert ids == sorted(ids) == [json.loads(line)["question_id"] for line in lines]
+    first = json.loads(lines[0])
+    assert list(first) == schema("qa").names and isinstance(first["source_doc_ids"], list)
+    assert manifest["tokens"]["qa"] == {"prompt": 400, "completion": 93}
+    assert manifest["models"] == {
+        "questions": ["smollm2-135m-instruct"],
+        "answers": ["smollm2-135m-instruct"],
+    }
+    assert manifest["prompt_versions"]["answers"] == ["answers-v1"]
+    assert manifest["source_licences"] == {"MIT": 1, "PSF-2.0": 2}
+    assert manifest["created_from"] == {"run_id": "manual__7"}
+    assert manifest["validation"]["qa"]["success"] is True
+    card = storage.read_text(join(ds, "README.md"))
+    assert manifest["files"]["data/qa.parquet"]["sha256"] in card
+    assert "| `final_answer` | string |" in card and "| qa | 3 |" in card
+    assert "| `source_doc_ids` | list<string> |" in card
+    assert "135M" in card and "| PSF-2.0 | 2 |" in card
+
+
+def test_republish_replaces_the_dataset_with_identical_bytes(env):
+    root, storage, layout = env
+    set_verdicts(storage, layout, documents=True, questions=True, qa=True)
+    publish(root)
+    first = storage.read_json(join(layout.dataset, "manifest.json"))["files"]
+    storage.write_text(join(layout.dataset, "stale.txt"), "from an old run")
+    publish(root)
+    assert storage.read_json(join(layout.dataset, "manifest.json"))["files"] == first
+    assert not storage.exists(join(layout.dataset, "stale.txt"))
