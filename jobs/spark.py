@@ -33,7 +33,10 @@ def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
     """Create (or reuse) the process's SparkSession for ``cfg``."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     jars = jar_paths(cfg.spark.jars_dir)
-    checkpoint = cfg.spark.checkpoint_uri or tempfile.mkdtemp(prefix="synthllm-ckpt-")
+    # One fixed local folder when none is configured, so repeated sessions do not pile up.
+    checkpoint = cfg.spark.checkpoint_uri or os.path.join(
+        tempfile.gettempdir(), f"synthllm-checkpoints-{os.getuid()}"
+    )
     builder = (
         SparkSession.builder.appName(app_name)
         .config("spark.driver.memory", cfg.spark.driver_memory)

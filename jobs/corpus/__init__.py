@@ -1,0 +1,1 @@
+"""Sample corpus snapshots built from real text shipped in installed packages."""

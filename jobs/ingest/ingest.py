@@ -1,0 +1,200 @@
+"""Ingest: corpus snapshot → ``documents_raw`` + ``quarantine/ingest`` (Spark).
+
+    python -m jobs.ingest.ingest --snapshot S --run-id R --attempt N
+
+Reads every ``*.jsonl``, ``*.jsonl.gz`` and ``*.parquet`` under ``{root}/corpus/{snapshot}/``,
+normalises rows to the ``documents_raw`` contract with a stable ``doc_id``, and quarantines
+every row it cannot use with a reason. A snapshot that cannot be read as a whole (no files, a
+corrupt file, a file without the text field) stops the job with an error naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from jobs.cli import JobContext, base_parser, run_job
+from jobs.commit import StageOutput, StageStats
+from jobs.config import IngestConfig
+from jobs.ingest import reader
+from jobs.ingest.rules import (
+    BLANK,
+    DUPLICATE_ID,
+    INVALID_UTF8,
+    MALFORMED_JSON,
+    STAGE,
+    Fields,
+    IngestInputError,
+)
+from jobs.storage import Storage, to_spark_uri
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+DOC_COLUMNS = ("doc_id", "text", "url", "source", "snapshot", "meta", "num_chars")
+QUARANTINE_COLUMNS = ("stage", "reason", "doc_id", "source_file", "raw", "snapshot")
+_ORDER = ("source_file", "block_start", "row_in_block")
+
+
+@dataclass
+class Tally:
+    """What the one counting pass over the parsed rows found."""
+
+    stats: StageStats
+    doc_chars: int
+    quarantine_chars: int
+
+
+def mark_duplicates(parsed: DataFrame) -> DataFrame:
+    """Keep the first row per ``doc_id`` in input order; later ones get ``duplicate_id``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    first = Window.partitionBy("doc_id").orderBy(*_ORDER)
+    ok = parsed.filter(F.col("reason").isNull())
+    ranked = ok.withColumn("reason", F.when(F.row_number().over(first) > 1, F.lit(DUPLICATE_ID)))
+    return ranked.unionByName(parsed.filter(F.col("reason").isNotNull()))
+
+
+def tally(rows: DataFrame) -> Tally:
+    """Count rows per file and reason; stop on a JSON file in which no row has the text key."""
+    from pyspark.sql import functions as F
+
+    per_file = (
+        rows.groupBy("source_file", "reason")
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(F.col("has_text").cast("long")).alias("with_text"),
+            F.sum(F.coalesce("num_chars", F.lit(0))).alias("chars"),
+            F.sum(F.length("raw")).alias("raw_chars"),
+        )
+        .collect()
+    )
+    stats = StageStats()
+    objects: dict[str, int] = {}
+    with_text: dict[str, int] = {}
+    blank, doc_chars, q_chars = 0, 0, 0
+    for r in per_file:
+        if r.reason == BLANK:
+            blank += r.n
+            continue
+        stats.rows_in += r.n
+        if r.reason is None:
+            stats.rows_out += r.n
+            doc_chars += r.chars or 0
+        else:
+            stats.quarantined[r.reason] = stats.quarantined.get(r.reason, 0) + r.n
+            q_chars += r.raw_chars or 0
+        if r.reason not in (MALFORMED_JSON, INVALID_UTF8):
+            objects[r.source_file] = objects.get(r.source_file, 0) + r.n
+            with_text[r.source_file] = with_text.get(r.source_file, 0) + (r.with_text or 0)
+    for source_file in sorted(objects):
+        if objects[source_file] and not with_text[source_file]:
+            raise IngestInputError(
+                f"wrong schema: no row of {source_file} has the text field "
+                f"({objects[source_file]} JSON objects read)"
+            )
+    stats.extra = {"blank_lines": blank, "files": len({r.source_file for r in per_file})}
+    return Tally(stats, doc_chars, q_chars)
+
+
+def num_files(chars: int, file_mb: int) -> int:
+    """Output files for ``chars`` characters of text: one per ``file_mb`` MiB, at least one."""
+    return max(1, math.ceil(chars / (file_mb * 1024 * 1024)))
+
+
+def _write(df: DataFrame, out: StageOutput, files: int, columns: tuple[str, ...]) -> None:
+    """Write ``columns`` of ``df`` in input order into ``files`` Parquet files under _tmp."""
+    tmp = out.begin()
+    ordered = df.coalesce(files).sortWithinPartitions(*_ORDER)
+    ordered.select(*columns).write.parquet(to_spark_uri(tmp))
+
+
+def read_parsed(spark: SparkSession, files: list[str], cfg: IngestConfig) -> DataFrame:
+    """All input rows of ``files`` parsed by the rules, duplicates marked (lazy)."""
+    json_files = [f for f in files if not f.endswith(".parquet")]
+    parquet_files = [f for f in files if f.endswith(".parquet")]
+    log.info("ingest: %d JSON-lines and %d parquet files", len(json_files), len(parquet_files))
+    frames = [reader.read_json_lines(spark, json_files)] if json_files else []
+    if parquet_files:
+        frames.append(reader.read_parquet_rows(spark, parquet_files, cfg.text_field))
+    lines = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
+    fields = Fields(cfg.text_field, cfg.id_field, cfg.max_text_chars)
+    return mark_duplicates(reader.parse_rows(lines, fields))
+
+
+def _count(rows: DataFrame, files: list[str]) -> Tally:
+    """``tally`` with Spark's reader failures (bad gzip, bad Parquet page) named by file."""
+    try:
+        counted = tally(rows)
+    except IngestInputError:
+        raise
+    except Exception as exc:
+        raise reader.explain_read_failure(exc, files) from exc
+    counted.stats.check_balance()
+    s = counted.stats
+    log.info(
+        "ingest: rows_in=%d rows_out=%d quarantined=%s blank_lines=%d",
+        s.rows_in,
+        s.rows_out,
+        s.quarantined,
+        s.extra["blank_lines"],
+    )
+    return counted
+
+
+def run(ctx: JobContext) -> StageStats:
+    """Read the snapshot, normalise and quarantine rows, commit both outputs."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from jobs.spark import build_session
+
+    cfg = ctx.cfg.ingest
+    storage = Storage(ctx.cfg.storage)
+    files = reader.list_inputs(storage, ctx.layout.corpus)
+    spark = build_session(ctx.cfg, "synthllm-ingest")
+    # Persisted: the Python parser and the duplicate window run once for counting and writing.
+    rows = read_parsed(spark, files, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    q_out = StageOutput(storage, ctx.layout.quarantine(STAGE), ctx.attempt)
+    d_out = StageOutput(storage, ctx.layout.table("documents_raw"), ctx.attempt)
+    try:
+        counted = _count(rows, files)
+        snap = F.lit(ctx.snapshot)
+        quarantine = rows.filter(F.col("reason").isNotNull() & (F.col("reason") != BLANK))
+        quarantine = quarantine.withColumn("stage", F.lit(STAGE)).withColumn("snapshot", snap)
+        docs = rows.filter(F.col("reason").isNull()).withColumn("snapshot", snap)
+        q_files = num_files(counted.quarantine_chars, cfg.output_file_mb)
+        _write(quarantine, q_out, q_files, QUARANTINE_COLUMNS)
+        _write(docs, d_out, num_files(counted.doc_chars, cfg.output_file_mb), DOC_COLUMNS)
+    finally:
+        rows.unpersist()
+    stats = counted.stats
+    manifest = ctx.manifest("ingest", files, table="documents_raw", columns=list(DOC_COLUMNS))
+    q_stats = StageStats(
+        rows_in=stats.rows_quarantined,
+        rows_out=stats.rows_quarantined,
+        extra={"stage": STAGE, "by_reason": dict(sorted(stats.quarantined.items()))},
+    )
+    # Quarantine first: once documents_raw is committed, its rejects are already readable.
+    q_manifest = {**manifest, "table": "quarantine/ingest", "columns": list(QUARANTINE_COLUMNS)}
+    q_out.commit(q_manifest, q_stats)
+    d_out.commit(manifest, stats)
+    return stats
+
+
+def _parser():
+    return base_parser("ingest: corpus snapshot -> documents_raw + quarantine/ingest")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (``python -m jobs.ingest.ingest``)."""
+    return run_job("ingest", argv, run, _parser())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

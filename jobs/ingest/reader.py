@@ -1,0 +1,158 @@
+"""Spark side of ingest: find the snapshot's files and turn every input row into one parsed row.
+
+Every input format becomes the same thing first: one *line of bytes* per input row, with the
+file it came from and a sort key that reproduces the order of rows inside the file.
+
+- JSON lines (``.jsonl``, ``.jsonl.gz``) are read with ``spark.read.text``, so a malformed
+  line is a row to quarantine, not a reader error. Spark keeps a string's raw bytes without
+  validating them (it would only replace bad bytes with U+FFFD when a string leaves the JVM),
+  so ``value.cast("binary")`` hands the Python parser the exact bytes of the line: invalid
+  UTF-8 is detected by a strict decode, and a genuine U+FFFD in the text is not a false alarm.
+  gzip is decoded by Hadoop's codec while streaming; a corrupt file fails the read and is
+  reported by name.
+- Parquet rows become ``to_json(struct(*))`` lines, so both formats go through one parser.
+
+The sort key is (file, ``_metadata.file_block_start``, ``monotonically_increasing_id``): a file
+split into blocks is read block by block and each block line by line, so the key follows the
+file's line order however Spark packs blocks into partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+from jobs.ingest.rules import Fields, IngestInputError, is_input_file, parse_line
+from jobs.storage import Storage, to_spark_uri
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+_FAILED_FILE_RE = re.compile(r"error while reading file (\S+?)\.?\s")
+
+PARSED_SCHEMA = (
+    "reason string, raw string, has_text boolean, doc_id string, text string, url string, "
+    "source string, meta map<string,string>, num_chars int, source_file string"
+)
+
+_PARSED_COLUMNS = [c.strip().split(" ")[0] for c in PARSED_SCHEMA.split(", ")]
+
+
+def list_inputs(storage: Storage, corpus_uri: str) -> list[str]:
+    """The snapshot's input files, sorted; a clear error when there are none."""
+    prefix = corpus_uri.rstrip("/") + "/"
+    files, ignored = [], []
+    for uri in storage.walk_files(corpus_uri):
+        (files if is_input_file(uri[len(prefix) :]) else ignored).append(uri)
+    for uri in ignored:
+        if not uri[len(prefix) :].startswith(("_", ".")):
+            log.warning("ignoring %s (not *.jsonl, *.jsonl.gz or *.parquet)", uri)
+    if not files:
+        raise IngestInputError(
+            f"no input files (*.jsonl, *.jsonl.gz, *.parquet) under {corpus_uri}"
+        )
+    return files
+
+
+def _with_order(df: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return df.select(
+        "line",
+        F.col("_metadata.file_path").alias("file_path"),
+        F.col("_metadata.file_block_start").alias("block_start"),
+        F.monotonically_increasing_id().alias("row_in_block"),
+    )
+
+
+def read_json_lines(spark: SparkSession, files: list[str]) -> DataFrame:
+    """One row per physical line of the JSON-lines files (raw bytes in ``line``)."""
+    from pyspark.sql import functions as F
+
+    df = spark.read.text([to_spark_uri(f) for f in files])
+    return _with_order(df.select(F.col("value").cast("binary").alias("line"), "_metadata"))
+
+
+def _parquet_schema(spark: SparkSession, uri: str, text_field: str):
+    try:
+        schema = spark.read.parquet(to_spark_uri(uri)).schema
+    except Exception as exc:
+        raise IngestInputError(f"cannot read parquet file {uri}: {_first_line(exc)}") from exc
+    if text_field not in schema.fieldNames():
+        raise IngestInputError(
+            f"parquet file {uri} has no {text_field!r} column (columns: {schema.fieldNames()})"
+        )
+    return schema
+
+
+def read_parquet_rows(spark: SparkSession, files: list[str], text_field: str) -> DataFrame | None:
+    """One JSON line per Parquet row; files are grouped by schema so each group is one scan."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BinaryType
+
+    groups: dict[str, tuple[object, list[str]]] = {}
+    for uri in files:
+        schema = _parquet_schema(spark, uri, text_field)
+        groups.setdefault(schema.json(), (schema, []))[1].append(uri)
+    frames = []
+    for schema, uris in groups.values():
+        df = spark.read.parquet(*[to_spark_uri(u) for u in uris])
+        # Binary columns would become base64 in JSON; text stored as bytes is meant as text.
+        cols = [
+            F.col(f.name).cast("string").alias(f.name)
+            if isinstance(f.dataType, BinaryType)
+            else F.col(f.name)
+            for f in schema.fields
+        ]
+        line = F.to_json(F.struct(*cols)).cast("binary").alias("line")
+        frames.append(_with_order(df.select(line, "_metadata")))
+    out = None
+    for frame in frames:
+        out = frame if out is None else out.unionByName(frame)
+    return out
+
+
+def parse_rows(df: DataFrame, fields: Fields) -> DataFrame:
+    """Apply ``rules.parse_line`` to every line (a Python UDF: the rules are plain Python)."""
+    from pyspark.sql import functions as F
+
+    from jobs.ingest.rules import spark_path_to_uri
+
+    # No type hints on purpose: Spark 4 reads them to guess a pandas UDF type and warns.
+    def _parse(line, file_path):
+        source_file = spark_path_to_uri(file_path)
+        row = dict.fromkeys(_PARSED_COLUMNS)
+        row.update(parse_line(bytes(line), source_file, fields), source_file=source_file)
+        return row
+
+    # Nondeterministic: stops the optimizer from re-running the UDF once per struct field.
+    parse = F.udf(_parse, PARSED_SCHEMA).asNondeterministic()
+    return df.select(
+        parse("line", "file_path").alias("p"), "file_path", "block_start", "row_in_block"
+    ).select("p.*", "block_start", "row_in_block")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def explain_read_failure(exc: BaseException, files: list[str]) -> IngestInputError:
+    """Turn a failed Spark read into an error naming the file (Spark puts it in the message)."""
+    from jobs.ingest.rules import spark_path_to_uri
+
+    match = _FAILED_FILE_RE.search(str(exc))
+    if match:
+        return IngestInputError(
+            f"corrupt input file {spark_path_to_uri(match.group(1))}: {_root_cause(exc)}"
+        )
+    return IngestInputError(f"reading the snapshot failed ({len(files)} files): {_first_line(exc)}")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost Java cause (``not a gzip file``, ``Unexpected end of input stream``)."""
+    causes = re.findall(r"Caused by: ([^\n]+)", str(exc))
+    return causes[-1].strip()[:300] if causes else _first_line(exc)
