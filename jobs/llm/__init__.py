@@ -1,0 +1,1 @@
+"""LLM generation: engines, OpenAI batch-format shards and the resumable shard runner."""

@@ -1,0 +1,102 @@
+"""The generation engine interface: a batch of chat requests in, one response per request out.
+
+Engines are passed into the shard runner, so tests hand in a small deterministic one and
+jobs build the real one with :func:`make_engine`. Heavy libraries (torch, transformers, vllm)
+are imported only by the adapter module that ``make_engine`` picks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from jobs.config import GenerationConfig
+
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+FINISH_ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion request (the body of an OpenAI batch line)."""
+
+    custom_id: str
+    messages: tuple[dict[str, str], ...]
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_tokens: int = 256
+    seed: int | None = None
+    # A JSON schema the answer must follow; only the vllm engine can enforce it.
+    json_schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # Messages arrive as lists from JSON; copying them guards against a caller mutating
+        # a request after it was handed to an engine.
+        object.__setattr__(self, "messages", tuple(dict(m) for m in self.messages))
+        if not self.custom_id:
+            raise ValueError("ChatRequest.custom_id must be a non-empty string")
+        if self.max_tokens < 1:
+            raise ValueError(f"{self.custom_id}: max_tokens must be >= 1, got {self.max_tokens}")
+
+
+@dataclass(frozen=True)
+class ChatResponse:
+    """The engine's answer to one request; ``error`` is set instead of raising."""
+
+    custom_id: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, custom_id: str, error: str, prompt_tokens: int = 0) -> ChatResponse:
+        """A response for a request the engine could not answer."""
+        return cls(custom_id, "", prompt_tokens, 0, FINISH_ERROR, error)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the shard runner needs from a generation backend."""
+
+    model_name: str
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        """One response per request, in order; a failing request gets ``error`` set."""
+        ...
+
+
+def batch_seed(requests: Sequence[ChatRequest]) -> int:
+    """One RNG seed for a batch, fixed by its requests' seeds and ids.
+
+    Engines that cannot seed each request (batched sampling in transformers) seed the whole
+    batch with this, so rerunning the same batch reproduces the same samples.
+    """
+    digest = hashlib.sha256()
+    for req in requests:
+        digest.update(f"{req.custom_id}\x00{req.seed}\x01".encode())
+    return int.from_bytes(digest.digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def make_engine(gen_cfg: GenerationConfig) -> Engine:
+    """Build the engine named by ``gen_cfg.engine`` (imports its backend lazily)."""
+    if gen_cfg.engine == "transformers":
+        from jobs.llm.transformers_engine import TransformersEngine
+
+        return TransformersEngine(
+            model=gen_cfg.model,
+            device=gen_cfg.device,
+            max_batch_size=gen_cfg.batch_size,
+            compile=gen_cfg.compile,
+            num_threads=gen_cfg.num_threads,
+        )
+    if gen_cfg.engine == "vllm":
+        from jobs.llm.vllm_engine import VLLMEngine
+
+        return VLLMEngine(model=gen_cfg.model, seed=gen_cfg.seed)
+    raise ValueError(f"generation.engine: unknown engine {gen_cfg.engine!r}")
