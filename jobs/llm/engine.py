@@ -42,6 +42,17 @@ class ChatRequest:
         if self.max_tokens < 1:
             raise ValueError(f"{self.custom_id}: max_tokens must be >= 1, got {self.max_tokens}")
 
+    @property
+    def prefill(self) -> str | None:
+        """The start of the answer when the conversation ends with an assistant turn.
+
+        Engines continue that turn instead of opening a new one, and return the prefill plus
+        the continuation as the response text, so parsers always see the whole answer. Small
+        models follow an output format far more reliably when its first line is given.
+        """
+        last = self.messages[-1] if self.messages else None
+        return last["content"] if last and last.get("role") == "assistant" else None
+
 
 @dataclass(frozen=True)
 class ChatResponse:

@@ -132,17 +132,29 @@ def _generate_batch(
         repairs = [
             dataclasses.replace(
                 batch[i],
-                messages=(
-                    *batch[i].messages,
-                    {"role": "assistant", "content": firsts[i].text},
-                    {"role": "user", "content": task.repair_prompt(firsts[i].text)},  # type: ignore[misc]
-                ),
+                messages=_repair_conversation(task, batch[i], firsts[i].text),
             )
             for i in bad
         ]
         for i, resp in zip(bad, _checked(engine, repairs), strict=True):
             finals[i] = resp
     return [(f, firsts[i]) if f is not None else (firsts[i], None) for i, f in enumerate(finals)]
+
+
+def _repair_conversation(task: LLMTask, req: ChatRequest, bad_text: str) -> tuple[dict, ...]:
+    """The first conversation, the model's bad answer, and the repair request.
+
+    A prefilled first answer already holds its prefill, so that turn is replaced, not kept.
+    """
+    history = req.messages[:-1] if req.prefill is not None else req.messages
+    turns = [
+        *history,
+        {"role": "assistant", "content": bad_text},
+        {"role": "user", "content": task.repair_prompt(bad_text)},  # type: ignore[misc]
+    ]
+    if task.repair_prefill:
+        turns.append({"role": "assistant", "content": task.repair_prefill})
+    return tuple(turns)
 
 
 def _checked(engine: Engine, batch: Sequence[ChatRequest]) -> list[ChatResponse]:

@@ -35,6 +35,8 @@ class LLMTask:
     name: str
     is_parseable: Callable[[str], bool] | None = None
     repair_prompt: Callable[[str], str] | None = None
+    # The start of the repaired answer (see ChatRequest.prefill), e.g. "The answer is \\boxed{".
+    repair_prefill: str | None = None
 
     def __post_init__(self) -> None:
         if (self.is_parseable is None) != (self.repair_prompt is None):

@@ -130,8 +130,12 @@ class TransformersEngine:
 
     def encode(self, req: ChatRequest) -> list[int]:
         """Prompt token ids: the chat template with the assistant turn opened."""
+        prefilled = req.prefill is not None
         text = self.tokenizer.apply_chat_template(
-            list(req.messages), tokenize=False, add_generation_prompt=True
+            list(req.messages),
+            tokenize=False,
+            add_generation_prompt=not prefilled,
+            continue_final_message=prefilled,
         )
         # The template already holds the special tokens; adding them again would double BOS.
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -226,5 +230,5 @@ class TransformersEngine:
             kept, completion, finish = new_ids, len(new_ids), FINISH_LENGTH
         else:
             kept, completion, finish = new_ids[:end], end + 1, FINISH_STOP
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        text = (req.prefill or "") + self.tokenizer.decode(kept, skip_special_tokens=True)
         return ChatResponse(req.custom_id, text, prompt_len, completion, finish)

@@ -42,8 +42,12 @@ class VLLMEngine:
         return SamplingParams(**kwargs)
 
     def _prompt_len(self, req: ChatRequest) -> int:
+        prefilled = req.prefill is not None
         ids = self.tokenizer.apply_chat_template(
-            list(req.messages), tokenize=True, add_generation_prompt=True
+            list(req.messages),
+            tokenize=True,
+            add_generation_prompt=not prefilled,
+            continue_final_message=prefilled,
         )
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
@@ -71,11 +75,22 @@ class VLLMEngine:
     def _chat(self, batch: list[ChatRequest]) -> list[ChatResponse]:
         if not batch:
             return []
+        # LLM.chat takes the continue-the-last-turn flag per call, not per conversation.
+        kinds = {r.prefill is not None for r in batch}
+        if len(kinds) > 1:
+            out: dict[str, ChatResponse] = {}
+            for prefilled in (False, True):
+                part = [r for r in batch if (r.prefill is not None) == prefilled]
+                out.update((resp.custom_id, resp) for resp in self._chat(part))
+            return [out[r.custom_id] for r in batch]
+        prefilled = kinds.pop()
         try:
             outputs = self.llm.chat(
                 [list(r.messages) for r in batch],
                 sampling_params=[self._sampling(r) for r in batch],
                 use_tqdm=True,
+                add_generation_prompt=not prefilled,
+                continue_final_message=prefilled,
             )
         except Exception as exc:
             if len(batch) == 1:
@@ -93,7 +108,7 @@ def _to_response(req: ChatRequest, output: Any) -> ChatResponse:
     finish = FINISH_LENGTH if finish == "length" else FINISH_STOP if finish == "stop" else finish
     return ChatResponse(
         custom_id=req.custom_id,
-        text=completion.text,
+        text=(req.prefill or "") + completion.text,
         prompt_tokens=len(output.prompt_token_ids or []),
         completion_tokens=len(completion.token_ids),
         finish_reason=finish or FINISH_STOP,

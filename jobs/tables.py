@@ -1,0 +1,160 @@
+"""Small Parquet tables in plain Python (pyarrow + pandas), for jobs that need no Spark.
+
+The LLM stages read and write a few thousand rows; starting a JVM for that would cost more
+than the work. Tables written here follow the same contract as Spark outputs (a prefix of
+``part-*.parquet`` files committed by :class:`jobs.commit.StageOutput`), and readers accept
+either writer's files. The schemas of the tables these jobs own live here too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from jobs.storage import Storage, basename, join
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+# The raw column of a quarantine row holds at most this many characters (brief contract).
+MAX_RAW_CHARS = 10_000
+PART_FILE = "part-00000.parquet"
+
+
+def _schemas() -> dict[str, pa.Schema]:
+    import pyarrow as pa
+
+    strings = pa.list_(pa.string())
+    return {
+        "quarantine": pa.schema(
+            [
+                ("stage", pa.string()),
+                ("reason", pa.string()),
+                ("doc_id", pa.string()),
+                ("source_file", pa.string()),
+                ("raw", pa.string()),
+                ("snapshot", pa.string()),
+            ]
+        ),
+        "questions": pa.schema(
+            [
+                ("question_id", pa.string()),
+                ("combo_id", pa.string()),
+                ("level", pa.int32()),
+                ("question", pa.string()),
+                ("selected_concepts", strings),
+                ("orig_tag", pa.string()),
+                ("edu_level", pa.string()),
+                ("source_doc_ids", strings),
+                ("model", pa.string()),
+                ("prompt_version", pa.string()),
+                ("snapshot", pa.string()),
+            ]
+        ),
+        "qa": pa.schema(
+            [
+                ("question_id", pa.string()),
+                ("combo_id", pa.string()),
+                ("level", pa.int32()),
+                ("question", pa.string()),
+                ("answer", pa.string()),
+                ("final_answer", pa.string()),
+                ("num_tokens", pa.int32()),
+                ("agreement", pa.float64()),
+                ("model", pa.string()),
+                ("prompt_version", pa.string()),
+                ("source_doc_ids", strings),
+                ("snapshot", pa.string()),
+            ]
+        ),
+    }
+
+
+def schema(name: str) -> pa.Schema:
+    """The Arrow schema of a table this module knows (quarantine, questions, qa)."""
+    schemas = _schemas()
+    if name not in schemas:
+        raise KeyError(f"no schema for table {name!r} (known: {', '.join(sorted(schemas))})")
+    return schemas[name]
+
+
+def _data_files(storage: Storage, uri: str) -> list[str]:
+    """Parquet files of a committed prefix, skipping ``_tmp`` and other hidden entries."""
+    out = []
+    for f in storage.walk_files(uri):
+        rel = f[len(uri.rstrip("/")) + 1 :]
+        if not f.endswith(".parquet"):
+            continue
+        if any(part.startswith(("_", ".")) for part in rel.split("/")):
+            continue
+        out.append(f)
+    return out
+
+
+def read_table(storage: Storage, uri: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read every Parquet file below ``uri`` into one DataFrame (in file-name order).
+
+    An absent or empty prefix gives an empty frame with ``columns`` (if named).
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for f in _data_files(storage, uri):
+        try:
+            tables.append(pq.read_table(io.BytesIO(storage.read_bytes(f)), columns=columns))
+        except (pa.ArrowInvalid, KeyError) as exc:
+            raise ValueError(f"{f}: cannot read Parquet ({exc})") from exc
+    if not tables:
+        return pd.DataFrame(columns=list(columns or []))
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return table.to_pandas()
+
+
+def write_table(
+    storage: Storage,
+    rows: pd.DataFrame | Sequence[Mapping[str, Any]],
+    uri: str,
+    table_schema: pa.Schema | None = None,
+) -> str:
+    """Write rows as one Parquet file under ``uri`` (a StageOutput tmp prefix); returns its URI.
+
+    With ``table_schema`` the columns are exactly the schema's, so an empty table still has
+    the right types for downstream readers and validators.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if isinstance(rows, Sequence):
+        table = pa.Table.from_pylist(list(rows), schema=table_schema)
+    else:
+        table = pa.Table.from_pandas(rows, schema=table_schema, preserve_index=False)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    out = join(uri, PART_FILE)
+    storage.write_bytes(out, buf.getvalue(), "application/vnd.apache.parquet")
+    return out
+
+
+def quarantine_row(
+    stage: str,
+    reason: str,
+    raw: Mapping[str, Any],
+    snapshot: str,
+    doc_id: str | None = None,
+    source_file: str | None = None,
+) -> dict[str, Any]:
+    """One quarantine row; ``raw`` is stored as JSON text, cut to :data:`MAX_RAW_CHARS`."""
+    text = json.dumps(dict(raw), ensure_ascii=False, sort_keys=True, default=str)
+    return {
+        "stage": stage,
+        "reason": reason,
+        "doc_id": doc_id,
+        "source_file": basename(source_file) if source_file else None,
+        "raw": text[:MAX_RAW_CHARS],
+        "snapshot": snapshot,
+    }
