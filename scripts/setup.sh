@@ -50,6 +50,7 @@ echo "airflow $(airflow version) ready"
 
 step "sample corpus snapshots: $SAMPLE_SNAPSHOTS"
 for snap in $SAMPLE_SNAPSHOTS; do
-  python -m jobs.corpus.build_sample --snapshot "$snap"
+  # -W ignore: importing every sympy module prints its deprecation notices.
+  python -W ignore -m jobs.corpus.build_sample --snapshot "$snap"
 done
 echo "set-up complete"

@@ -61,6 +61,21 @@ def resolve_model(model: str) -> tuple[str, str | None]:
     )
 
 
+def _tune_for_cpu(model) -> None:
+    """Two fixes measured on a 2-core VM, together ~10x faster decoding for SmolLM2 (fp32).
+
+    Weights dequantised from GGUF sit in buffers that are not 64-byte aligned, which sends
+    MKL's skinny matrix products down a slow path: copying them into fresh tensors fixes it.
+    Activations underflow into denormal floats, which x86 handles in microcode: flush them.
+    """
+    import torch
+
+    torch.set_flush_denormal(True)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.data = param.data.clone()
+
+
 class TransformersEngine:
     """Batched chat generation with one model loaded once per instance."""
 
@@ -93,6 +108,8 @@ class TransformersEngine:
             directory, dtype=dtype, local_files_only=True, **kwargs
         ).to(self.device)
         self.model.eval()
+        if self.device.type == "cpu":
+            _tune_for_cpu(self.model)
         self.model_name = model
         self.max_batch_size = max_batch_size
         self.max_context = max_context or int(
