@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,9 @@ def has_graphframes_jar(jars_dir: str) -> bool:
 def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
     """Create (or reuse) the process's SparkSession for ``cfg``."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers need this interpreter's packages (pyarrow, torch); setdefault keeps
+    # whatever spark-submit already set.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     jars = jar_paths(cfg.spark.jars_dir)
     # One fixed local folder when none is configured, so repeated sessions do not pile up.
     checkpoint = cfg.spark.checkpoint_uri or os.path.join(

@@ -1,0 +1,1 @@
+"""The filter stage: quality heuristics, near-duplicate removal and a domain classifier."""

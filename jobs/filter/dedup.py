@@ -1,0 +1,109 @@
+"""Near-duplicate detection with Spark ML MinHash LSH over word or character shingles.
+
+Spark's ``approxSimilarityJoin`` computes the exact Jaccard distance of every candidate pair
+that shares a MinHash bucket, so a reported pair really is at least ``near_dup_jaccard``
+similar (up to HashingTF collisions, made rare by a 2**20-wide feature space). Recall is
+probabilistic: a pair of Jaccard similarity J is a candidate with chance 1 - (1 - J)**tables.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+NUM_FEATURES = 1 << 20
+# approxSimilarityJoin keeps pairs with distance strictly below its threshold; the slack lets
+# a pair exactly at the configured similarity through, and the filter below re-applies "<=".
+_SLACK = 1e-9
+
+
+def shingles(text: str | None, size: int) -> list[str]:
+    """Distinct character ``size``-grams of the lower-cased, whitespace-collapsed text.
+
+    Collapsing whitespace makes re-wrapped or re-indented copies of a document match.
+    A text shorter than ``size`` has no shingles (MinHash cannot hash an empty set).
+    """
+    norm = " ".join((text or "").lower().split())
+    if len(norm) < size:
+        return []
+    return sorted({norm[i : i + size] for i in range(len(norm) - size + 1)})
+
+
+def word_shingles(text: str | None, size: int) -> list[str]:
+    """Distinct lower-cased word ``size``-grams (words split on whitespace).
+
+    A text of fewer than ``size`` words has one shingle, the whole text, so a short document
+    can still be matched against its exact copies.
+    """
+    words = (text or "").lower().split()
+    if len(words) < size:
+        return [" ".join(words)] if words else []
+    return sorted({" ".join(words[i : i + size]) for i in range(len(words) - size + 1)})
+
+
+def shingler(cfg: Any):
+    """The shingle function ``text -> list[str]`` that ``cfg.minhash_shingle`` names."""
+    if cfg.minhash_shingle == "char":
+        size = cfg.minhash_shingle_chars
+        return lambda text: shingles(text, size)
+    size = cfg.minhash_shingle_words
+    return lambda text: word_shingles(text, size)
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    """Jaccard similarity of two sets (1.0 for two empty sets)."""
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def near_duplicates(df: DataFrame, cfg: Any, key: str = "_row") -> DataFrame:
+    """Rows of ``df`` to drop as near-duplicates: ``(key, duplicate_of, dup_similarity)``.
+
+    ``df`` needs ``key`` (unique, orderable), ``doc_id`` and ``text``. In every pair at
+    Jaccard similarity >= ``cfg.near_dup_jaccard`` the row with the larger
+    ``(doc_id, key)`` is dropped; ``duplicate_of`` is the smallest doc_id it pairs with.
+    Rows without shingles (empty texts) are never reported.
+    """
+    from pyspark.ml.feature import HashingTF, MinHashLSH
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    max_distance = 1.0 - cfg.near_dup_jaccard
+    to_shingles = F.udf(shingler(cfg), T.ArrayType(T.StringType()))
+    shingled = (
+        df.select(key, "doc_id", to_shingles("text").alias("shingles"))
+        # MinHash raises on an all-zero vector, so empty shingle sets never reach it.
+        .where(F.size("shingles") > 0)
+    )
+    tf = HashingTF(inputCol="shingles", outputCol="features", numFeatures=NUM_FEATURES)
+    vectors = tf.setBinary(True).transform(shingled).select(key, "doc_id", "features")
+    vectors = vectors.localCheckpoint(eager=True)
+    lsh = MinHashLSH(
+        inputCol="features",
+        outputCol="hashes",
+        numHashTables=cfg.minhash_num_tables,
+        seed=cfg.seed,
+    ).fit(vectors)
+    pairs = lsh.approxSimilarityJoin(vectors, vectors, max_distance + _SLACK, "distance")
+    a_key = F.struct(F.col("datasetA.doc_id"), F.col(f"datasetA.{key}"))
+    b_key = F.struct(F.col("datasetB.doc_id"), F.col(f"datasetB.{key}"))
+    dropped = (
+        pairs.where((a_key < b_key) & (F.col("distance") <= max_distance))
+        .select(
+            F.col(f"datasetB.{key}").alias(key),
+            F.col("datasetA.doc_id").alias("keep_id"),
+            (1.0 - F.col("distance")).alias("similarity"),
+        )
+        .groupBy(key)
+        .agg(
+            F.min("keep_id").alias("duplicate_of"),
+            F.max("similarity").alias("dup_similarity"),
+        )
+    )
+    return dropped

@@ -1,0 +1,247 @@
+"""Filter job: documents_raw → documents (+ quarantine/filter), paper section 1.1.
+
+Three stages, each removal quarantined with its reason: quality heuristics
+(``heuristics.py``), near-duplicate removal with MinHash LSH (``dedup.py``) and the
+cold-start domain classifier (``classifier.py``). Kept rows carry their scores; removed rows
+keep theirs inside the quarantine ``raw`` JSON (near-duplicates also name the kept document
+in ``duplicate_of``). ``_stats.json`` adds the classifier's training counts and held-out
+accuracy, keep rates per ``meta['domain_hint']`` where the corpus has one, and the seconds
+spent per stage.
+
+    python -m jobs.filter.filter --snapshot 2026-11-25 [--set filter.num_trees=20]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+from jobs.cli import JobContext, run_job
+from jobs.commit import StageOutput, StageStats, require_committed
+from jobs.filter.heuristics import score_text
+from jobs.storage import Storage, to_spark_uri
+from jobs.tables import MAX_RAW_CHARS
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+STAGE = "filter"
+DOC_COLUMNS = ("doc_id", "text", "url", "source", "snapshot", "meta", "num_chars")
+SCORE_COLUMNS = ("alpha_ratio", "symbol_ratio", "dup_line_fraction", "domain_score")
+# JSON escaping can double a text's length; this leaves room for the other fields.
+MAX_RAW_TEXT_CHARS = 4_000
+
+
+def apply_heuristics(raw: DataFrame, cfg: Any) -> DataFrame:
+    """Add the heuristic score columns and ``heuristic_reason`` (null = passed)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    thresholds = SimpleNamespace(**cfg.model_dump())  # plain object: cheap to ship to workers
+    schema = T.StructType(
+        [
+            T.StructField("num_chars", T.IntegerType()),
+            T.StructField("alpha_ratio", T.DoubleType()),
+            T.StructField("symbol_ratio", T.DoubleType()),
+            T.StructField("dup_line_fraction", T.DoubleType()),
+            T.StructField("reason", T.StringType()),
+        ]
+    )
+    scores = F.udf(lambda text: score_text(text, thresholds), schema)
+    return (
+        raw.withColumn("_h", scores("text"))
+        .withColumn("alpha_ratio", F.col("_h.alpha_ratio"))
+        .withColumn("symbol_ratio", F.col("_h.symbol_ratio"))
+        .withColumn("dup_line_fraction", F.col("_h.dup_line_fraction"))
+        .withColumn("heuristic_reason", F.col("_h.reason"))
+        .drop("_h")
+    )
+
+
+def decide(scored: DataFrame, dups: DataFrame, scores: DataFrame | None, cfg: Any) -> DataFrame:
+    """One row per input document with its final ``filter_reason`` ("kept" or a removal)."""
+    from pyspark.sql import functions as F
+
+    out = scored.join(dups, "_row", "left")
+    if scores is None:
+        out = out.withColumn("domain_score", F.lit(None).cast("double"))
+    else:
+        out = out.join(scores, "_row", "left")
+    reason = F.coalesce(
+        F.col("heuristic_reason"),
+        F.when(F.col("duplicate_of").isNotNull(), F.lit("near_duplicate")),
+        F.when(F.col("domain_score") < cfg.domain_threshold, F.lit("off_domain")),
+        F.lit("kept"),
+    )
+    return out.withColumn("filter_reason", reason)
+
+
+def quarantine_rows(decided: DataFrame) -> DataFrame:
+    """Removed rows in the shared quarantine schema; scores travel inside ``raw``."""
+    from pyspark.sql import functions as F
+
+    # Scores first and the text cut short, so a long document still gives valid JSON; the
+    # final cut to MAX_RAW_CHARS only bites on pathological rows (a huge meta map).
+    fields = [c for c in DOC_COLUMNS if c != "text"]
+    payload = [*fields, *SCORE_COLUMNS, "duplicate_of", "dup_similarity"]
+    text = F.substring("text", 1, MAX_RAW_TEXT_CHARS).alias("text")
+    truncated = (F.length("text") > MAX_RAW_TEXT_CHARS).alias("text_truncated")
+    raw = F.substring(F.to_json(F.struct(*payload, truncated, text)), 1, MAX_RAW_CHARS)
+    return decided.where(F.col("filter_reason") != "kept").select(
+        F.lit(STAGE).alias("stage"),
+        F.col("filter_reason").alias("reason"),
+        F.col("doc_id").cast("string"),
+        F.col("source").cast("string").alias("source_file"),
+        raw.alias("raw"),
+        F.col("snapshot").cast("string"),
+    )
+
+
+def keep_rate_by_hint(decided: DataFrame) -> dict[str, Any]:
+    """Keep rates per ``meta['domain_hint']`` (the sample corpus labels math vs not)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if not isinstance(decided.schema["meta"].dataType, T.MapType):
+        return {}
+    rows = (
+        decided.select(
+            F.col("meta").getItem("domain_hint").alias("hint"), "filter_reason", "domain_score"
+        )
+        .where(F.col("hint").isNotNull())
+        .groupBy("hint")
+        .agg(
+            F.count("*").alias("docs"),
+            F.sum((F.col("filter_reason") == "kept").cast("int")).alias("kept"),
+            F.count("domain_score").alias("classified"),
+            F.sum((F.col("filter_reason") == "off_domain").cast("int")).alias("off_domain"),
+        )
+        .collect()
+    )
+    return {
+        r["hint"]: {
+            "docs": r["docs"],
+            "kept": r["kept"],
+            "keep_rate": round(r["kept"] / r["docs"], 4),
+            "classified": r["classified"],
+            "off_domain": r["off_domain"],
+            "classifier_keep_rate": (
+                round(1 - r["off_domain"] / r["classified"], 4) if r["classified"] else None
+            ),
+        }
+        for r in sorted(rows, key=lambda r: r["hint"])
+    }
+
+
+def write_outputs(
+    ctx: JobContext, outputs: tuple[StageOutput, StageOutput], decided: DataFrame, stats: StageStats
+) -> None:
+    """Commit quarantine/filter first, then documents (readers follow documents' _SUCCESS)."""
+    from pyspark.sql import functions as F
+
+    quarantine, documents = outputs
+    inputs = [ctx.layout.table("documents_raw")]
+    quarantine_rows(decided).write.parquet(to_spark_uri(quarantine.begin()))
+    quarantine.commit(ctx.manifest("filter.quarantine", inputs), None)
+
+    kept = decided.where(F.col("filter_reason") == "kept")
+    kept.select(*DOC_COLUMNS, *SCORE_COLUMNS, "filter_reason").write.parquet(
+        to_spark_uri(documents.begin())
+    )
+    documents.commit(ctx.manifest("filter", inputs), stats)
+
+
+def filter_documents(
+    raw: DataFrame, positives: list[str], cfg: Any
+) -> tuple[DataFrame, dict[str, Any]]:
+    """Run the three stages over ``raw`` (documents_raw rows plus a unique ``_row``).
+
+    Returns every row with its ``filter_reason`` (checkpointed) and statistics for
+    ``_stats.json``: classifier training counts and seconds spent per stage.
+    """
+    from pyspark.sql import functions as F
+
+    from jobs.filter.classifier import domain_scores
+    from jobs.filter.dedup import near_duplicates
+
+    clock = time.monotonic()
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        seconds[name] = round(now - clock, 2)
+        clock = now
+
+    scored = apply_heuristics(raw, cfg).localCheckpoint(eager=True)
+    passed = scored.where(F.col("heuristic_reason").isNull())
+    lap("heuristics")
+    dups = near_duplicates(passed, cfg).localCheckpoint(eager=True)
+    unique = passed.join(dups.select("_row"), "_row", "left_anti")
+    num_unique = unique.count()
+    lap("near_duplicates")
+    log.info("filter: %d pass heuristics, %d of them unique", passed.count(), num_unique)
+
+    clf_stats: dict[str, Any] = {}
+    scores = None
+    if num_unique:
+        keyed = unique.select(F.col("_row").alias("key"), "text")
+        pool = scored.select(F.col("_row").alias("key"), "text")
+        key_scores, clf_stats = domain_scores(keyed, pool, positives, cfg)
+        scores = key_scores.withColumnRenamed("key", "_row")
+    decided = decide(scored, dups, scores, cfg).localCheckpoint(eager=True)
+    lap("classifier")
+    return decided, {"classifier": clf_stats, "seconds": seconds}
+
+
+def run(ctx: JobContext) -> StageStats:
+    """Filter one snapshot's documents_raw into documents."""
+    from pyspark.sql import functions as F
+
+    from jobs.filter.classifier import read_positives
+    from jobs.spark import build_session
+
+    cfg = ctx.cfg.filter
+    storage = Storage(ctx.cfg.storage)
+    source = ctx.layout.table("documents_raw")
+    require_committed(storage, source)
+    positives = read_positives(storage, cfg.positives_uri)  # fail before starting Spark
+    # Created now so that the wall time in _stats.json covers the whole job.
+    outputs = (
+        StageOutput(storage, ctx.layout.quarantine(STAGE), ctx.attempt),
+        StageOutput(storage, ctx.layout.table("documents"), ctx.attempt),
+    )
+    spark = build_session(ctx.cfg, "synthllm-filter")
+
+    # Ingest may write a single file; spread the Python UDF work over every core.
+    raw = (
+        spark.read.parquet(to_spark_uri(source))
+        .repartition(max(1, spark.sparkContext.defaultParallelism))
+        .withColumn("_row", F.monotonically_increasing_id())
+    )
+    decided, extra = filter_documents(raw, positives, cfg)
+    by_reason = decided.groupBy("filter_reason").count().collect()
+    counts = {r["filter_reason"]: r["count"] for r in by_reason}
+    rows_out = counts.pop("kept", 0)
+    extra["keep_rate_by_domain_hint"] = keep_rate_by_hint(decided)
+    stats = StageStats(rows_out + sum(counts.values()), rows_out, counts, extra=extra)
+    stats.check_balance()
+    raw_rows = spark.read.parquet(to_spark_uri(source)).count()
+    if raw_rows != stats.rows_in:  # the input changed under us, or rows were lost
+        raise RuntimeError(f"{source}: {raw_rows} rows, but {stats.rows_in} were filtered")
+    write_outputs(ctx, outputs, decided, stats)
+    log.info("filter: kept %d of %d; removed %s", rows_out, stats.rows_in, counts)
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m jobs.filter.filter --snapshot S``."""
+    return run_job("filter", argv, run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
