@@ -106,7 +106,7 @@ class GenerationConfig(_Section):
     max_new_tokens: int = Field(256, ge=1)
     batch_size: int = Field(8, ge=1)
     num_shards: int = Field(2, ge=1)
-    max_documents: int = Field(16, ge=1)
+    max_documents: int = Field(12, ge=1)
     # Prompt prefill dominates CPU time: ~1,200 characters is ~400 tokens of document.
     max_prompt_chars: int = Field(1200, ge=100)
     seed: int = 1234
