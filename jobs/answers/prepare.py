@@ -17,7 +17,7 @@ from jobs.commit import StageStats, require_committed
 from jobs.config import GenerationConfig
 from jobs.llm.engine import ChatRequest
 from jobs.questions.prepare import parser as shard_parser
-from jobs.questions.shards import publish_requests, request_seed
+from jobs.questions.shards import make_request, publish_requests
 from jobs.storage import Storage
 from jobs.tables import read_table
 
@@ -40,17 +40,7 @@ def build_requests(questions: pd.DataFrame, gen: GenerationConfig) -> list[ChatR
     ordered = questions.sort_values("question_id", kind="mergesort")
     out = []
     for qid, text in zip(ordered["question_id"], ordered["question"], strict=True):
-        cid = request_id(str(qid))
-        out.append(
-            ChatRequest(
-                custom_id=cid,
-                messages=tuple(build_messages(str(text))),
-                temperature=gen.temperature,
-                top_p=gen.top_p,
-                max_tokens=gen.max_new_tokens,
-                seed=request_seed(gen.seed, cid),
-            )
-        )
+        out.append(make_request(request_id(str(qid)), build_messages(str(text)), gen))
     return out
 
 

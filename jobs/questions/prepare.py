@@ -18,7 +18,7 @@ from jobs.commit import StageStats, require_committed
 from jobs.config import GenerationConfig
 from jobs.llm.engine import ChatRequest
 from jobs.questions.prompts import PROMPT_VERSION, build_messages
-from jobs.questions.shards import publish_requests, request_seed
+from jobs.questions.shards import make_request, publish_requests
 from jobs.storage import Storage
 from jobs.tables import read_table
 
@@ -47,17 +47,8 @@ def build_requests(docs: pd.DataFrame, gen: GenerationConfig) -> list[ChatReques
     """One P-L1 request per document row, in row order."""
     out = []
     for doc_id, text in zip(docs["doc_id"], docs["text"], strict=True):
-        cid = combo_id(str(doc_id))
-        out.append(
-            ChatRequest(
-                custom_id=cid,
-                messages=tuple(build_messages(str(text or ""), gen.max_prompt_chars)),
-                temperature=gen.temperature,
-                top_p=gen.top_p,
-                max_tokens=gen.max_new_tokens,
-                seed=request_seed(gen.seed, cid),
-            )
-        )
+        messages = build_messages(str(text or ""), gen.max_prompt_chars)
+        out.append(make_request(combo_id(str(doc_id)), messages, gen))
     return out
 
 

@@ -36,6 +36,18 @@ def request_seed(base_seed: int, custom_id: str) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF
 
 
+def make_request(custom_id: str, messages: Sequence[dict[str, str]], gen: Any) -> ChatRequest:
+    """One chat request with the run's sampling settings and a seed of its own."""
+    return ChatRequest(
+        custom_id=custom_id,
+        messages=tuple(messages),
+        temperature=gen.temperature,
+        top_p=gen.top_p,
+        max_tokens=gen.max_new_tokens,
+        seed=request_seed(gen.seed, custom_id),
+    )
+
+
 def _fingerprint(storage: Storage, uris: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for uri in uris:
