@@ -7,13 +7,24 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+DAGS = REPO / "dags"
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# A throw-away Airflow home for the DAG and Kubernetes tests, set before anything imports
+# airflow (importing it without AIRFLOW_HOME creates ~/airflow).
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="synthllm-airflow-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ.pop("SYNTHLLM_PROFILE", None)
+if str(DAGS) not in sys.path:
+    sys.path.insert(0, str(DAGS))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -22,6 +33,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _airflow_home():
+    """Remove the throw-away AIRFLOW_HOME at the end of the session."""
+    yield os.environ["AIRFLOW_HOME"]
+    shutil.rmtree(os.environ["AIRFLOW_HOME"], ignore_errors=True)
 
 
 @pytest.fixture

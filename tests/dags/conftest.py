@@ -7,10 +7,8 @@ importing airflow without AIRFLOW_HOME creates ~/airflow.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,23 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 
-# Shared by tests/dags and tests/k8s (whichever conftest loads first creates it).
-if "SYNTHLLM_TEST_AIRFLOW_HOME" not in os.environ:
-    os.environ["SYNTHLLM_TEST_AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="synthllm-airflow-")
-_AIRFLOW_HOME = os.environ["SYNTHLLM_TEST_AIRFLOW_HOME"]
-os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
-os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
-os.environ.pop("SYNTHLLM_PROFILE", None)
-if str(DAGS) not in sys.path:
-    sys.path.insert(0, str(DAGS))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _airflow_home():
-    yield _AIRFLOW_HOME
-    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+# The Airflow environment (a throw-away AIRFLOW_HOME) is set by tests/conftest.py.
 
 
 def _parse_dags(profile: str = "local"):

@@ -8,10 +8,6 @@ schema from ../shared/reference/k8s-crds/ (tests skip, saying why, where it is a
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,23 +19,7 @@ CRD_FILE = REPO.parent / "shared/reference/k8s-crds/sparkoperator.k8s.io_sparkap
 # A Kubernetes minor version kubernetes-validate ships schemas for (a current EKS/GKE release).
 K8S_VERSION = "1.33"
 
-# Set before any test module imports airflow (importing it without AIRFLOW_HOME creates ~/airflow).
-# Shared by tests/dags and tests/k8s (whichever conftest loads first creates it).
-if "SYNTHLLM_TEST_AIRFLOW_HOME" not in os.environ:
-    os.environ["SYNTHLLM_TEST_AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="synthllm-airflow-")
-_AIRFLOW_HOME = os.environ["SYNTHLLM_TEST_AIRFLOW_HOME"]
-os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
-os.environ.pop("SYNTHLLM_PROFILE", None)
-if str(DAGS) not in sys.path:
-    sys.path.insert(0, str(DAGS))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _cleanup_airflow_home():
-    yield
-    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
+# The Airflow environment (a throw-away AIRFLOW_HOME) is set by tests/conftest.py.
 
 
 def _close_objects(schema):
