@@ -9,7 +9,7 @@ ids, so ingest keeps every row and the near-duplicate stage sees realistic clust
   (``jobs.ingest.rules.parse_line`` + ``jobs.filter.heuristics.score_text``) in a loop: the
   cost floor of the row-level work, without dedup or the classifier,
 
-and prints documents/s of each, their ratio, and how wall time grows with size (the exponent
+and prints documents/s of each, the time ratio ours/ref, and how wall time grows with size (the exponent
 ``k`` in ``time ~ size^k`` between consecutive sizes; 1.0 is linear).
 
     python benchmarks/ingest_filter.py                 # 1k, 10k, 100k
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = sample_lines(root / "sample")
         print(f"sample: {len(lines)} documents; sizes: {sizes}", flush=True)
         header = f"{'docs':>7} {'ours s':>8} {'ours doc/s':>11} {'ref s':>7} {'ref doc/s':>10}"
-        print(header + f" {'ref/ours':>9} {'growth k':>9} {'kept':>6} {'near-dup':>8}")
+        print(header + f" {'ours/ref':>9} {'growth k':>9} {'kept':>6} {'near-dup':>8}")
         previous: tuple[int, float] | None = None
         for size in sizes:
             snapshot = f"bench-{size}"
