@@ -9,8 +9,8 @@ ids, so ingest keeps every row and the near-duplicate stage sees realistic clust
   (``jobs.ingest.rules.parse_line`` + ``jobs.filter.heuristics.score_text``) in a loop: the
   cost floor of the row-level work, without dedup or the classifier,
 
-and prints documents/s of each, the time ratio ours/ref, and how wall time grows with size (the exponent
-``k`` in ``time ~ size^k`` between consecutive sizes; 1.0 is linear).
+and prints documents/s of each, the time ratio ours/ref, and how wall time grows with size
+(the exponent ``k`` in ``time ~ size^k`` between consecutive sizes; 1.0 is linear).
 
     python benchmarks/ingest_filter.py                 # 1k, 10k, 100k
     python benchmarks/ingest_filter.py --sizes 1000,10000
