@@ -53,6 +53,15 @@ class ChatRequest:
         last = self.messages[-1] if self.messages else None
         return last["content"] if last and last.get("role") == "assistant" else None
 
+    def template_flags(self) -> dict[str, bool]:
+        """Chat-template flags: open a new assistant turn, or continue the prefilled one."""
+        return template_flags(self.prefill is not None)
+
+
+def template_flags(prefilled: bool) -> dict[str, bool]:
+    """``apply_chat_template`` / ``LLM.chat`` flags for a conversation with or without prefill."""
+    return {"add_generation_prompt": not prefilled, "continue_final_message": prefilled}
+
 
 @dataclass(frozen=True)
 class ChatResponse:

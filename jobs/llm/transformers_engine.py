@@ -147,12 +147,8 @@ class TransformersEngine:
 
     def encode(self, req: ChatRequest) -> list[int]:
         """Prompt token ids: the chat template with the assistant turn opened."""
-        prefilled = req.prefill is not None
         text = self.tokenizer.apply_chat_template(
-            list(req.messages),
-            tokenize=False,
-            add_generation_prompt=not prefilled,
-            continue_final_message=prefilled,
+            list(req.messages), tokenize=False, **req.template_flags()
         )
         # The template already holds the special tokens; adding them again would double BOS.
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

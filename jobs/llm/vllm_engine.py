@@ -10,7 +10,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from jobs.llm.engine import FINISH_LENGTH, FINISH_STOP, ChatRequest, ChatResponse
+from jobs.llm.engine import (
+    FINISH_LENGTH,
+    FINISH_STOP,
+    ChatRequest,
+    ChatResponse,
+    template_flags,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +48,8 @@ class VLLMEngine:
         return SamplingParams(**kwargs)
 
     def _prompt_len(self, req: ChatRequest) -> int:
-        prefilled = req.prefill is not None
         ids = self.tokenizer.apply_chat_template(
-            list(req.messages),
-            tokenize=True,
-            add_generation_prompt=not prefilled,
-            continue_final_message=prefilled,
+            list(req.messages), tokenize=True, **req.template_flags()
         )
         if isinstance(ids, dict) or hasattr(ids, "input_ids"):
             ids = ids["input_ids"]
@@ -89,8 +91,7 @@ class VLLMEngine:
                 [list(r.messages) for r in batch],
                 sampling_params=[self._sampling(r) for r in batch],
                 use_tqdm=True,
-                add_generation_prompt=not prefilled,
-                continue_final_message=prefilled,
+                **template_flags(prefilled),
             )
         except Exception as exc:
             if len(batch) == 1:
