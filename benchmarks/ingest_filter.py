@@ -1,10 +1,10 @@
 """Benchmark: ingest + filter throughput at growing corpus sizes (the sample, replicated).
 
 For each size it builds a corpus by replicating the sample snapshot (each copy gets its own
-ids, so ingest keeps every row and the near-duplicate stage sees realistic clusters), then runs
+ids, so ingest keeps every row and the duplicate stage sees clusters of exact copies), then runs
 
 - ``ours``: the real Spark jobs, ``jobs.ingest.ingest`` then ``jobs.filter.filter``
-  (heuristics, MinHash LSH near-dup removal, embedding + random-forest domain classifier);
+  (heuristics, exact + MinHash LSH near-dup removal, embedding + random-forest classifier);
 - ``reference``: one Python process applying the same per-document rules
   (``jobs.ingest.rules.parse_line`` + ``jobs.filter.heuristics.score_text``) in a loop: the
   cost floor of the row-level work, without dedup or the classifier,
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         lines = sample_lines(root / "sample")
         print(f"sample: {len(lines)} documents; sizes: {sizes}", flush=True)
         header = f"{'docs':>7} {'ours s':>8} {'ours doc/s':>11} {'ref s':>7} {'ref doc/s':>10}"
-        print(header + f" {'ours/ref':>9} {'growth k':>9} {'kept':>6} {'near-dup':>8}")
+        header += f" {'ours/ref':>9} {'growth k':>9} {'kept':>6} {'exact-dup':>9} {'near-dup':>8}"
+        print(header)
         previous: tuple[int, float] | None = None
         for size in sizes:
             snapshot = f"bench-{size}"
@@ -110,11 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                 if previous
                 else "-"
             )
-            near_dup = doc_stats["quarantined_by_reason"].get("near_duplicate", 0)
+            removed = doc_stats["quarantined_by_reason"]
+            exact, near = (removed.get(f"{k}_duplicate", 0) for k in ("exact", "near"))
             print(
                 f"{size:>7} {ours:>8.1f} {size / ours:>11.1f} {reference:>7.2f}"
                 f" {size / reference:>10.0f} {ours / reference:>8.1f}x {growth:>9}"
-                f" {doc_stats['rows_out']:>6} {near_dup:>8}",
+                f" {doc_stats['rows_out']:>6} {exact:>9} {near:>8}",
                 flush=True,
             )
             assert raw_stats["rows_in"] == size

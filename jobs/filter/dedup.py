@@ -1,4 +1,9 @@
-"""Near-duplicate detection with Spark ML MinHash LSH over word or character shingles.
+"""Duplicate detection: an exact pass on normalised text, then MinHash LSH over shingles.
+
+Exact copies (identical after lower-casing and collapsing whitespace, the same normalisation
+the shingles use) are grouped by a SHA-256 of that text first and only one text of each group
+goes on to LSH. Without this pass a corpus with k copies of a document gives k**2 candidate
+pairs per hash table, and a heavily replicated corpus makes the similarity join quadratic.
 
 Spark's ``approxSimilarityJoin`` computes the exact Jaccard distance of every candidate pair
 that shares a MinHash bucket, so a reported pair really is at least ``near_dup_jaccard``
@@ -62,6 +67,36 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
+def normalised_text(column: Any) -> Any:
+    """Spark column: ``column`` lower-cased, trimmed, with whitespace runs made one space."""
+    from pyspark.sql import functions as F
+
+    return F.lower(F.trim(F.regexp_replace(column, r"(?U)\s+", " ")))
+
+
+def exact_duplicates(df: DataFrame, key: str = "_row") -> DataFrame:
+    """Rows of ``df`` whose normalised text repeats an earlier row's: ``(key, duplicate_of)``.
+
+    In each group of equal normalised texts the row with the smallest ``(doc_id, key)`` stays
+    and every other row names its doc_id in ``duplicate_of``. Empty texts are never grouped.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    norm = normalised_text(F.col("text"))
+    hashed = df.select(key, "doc_id", F.sha2(norm, 256).alias("_text_sha")).where(
+        F.length(norm) > 0
+    )
+    group = Window.partitionBy("_text_sha")
+    ordered = group.orderBy("doc_id", key)
+    return (
+        hashed.withColumn("duplicate_of", F.first("doc_id").over(ordered))
+        .withColumn("_rank", F.row_number().over(ordered))
+        .where(F.col("_rank") > 1)
+        .select(key, "duplicate_of")
+    )
+
+
 def near_duplicates(df: DataFrame, cfg: Any, key: str = "_row") -> DataFrame:
     """Rows of ``df`` to drop as near-duplicates: ``(key, duplicate_of, dup_similarity)``.
 
@@ -107,3 +142,21 @@ def near_duplicates(df: DataFrame, cfg: Any, key: str = "_row") -> DataFrame:
         )
     )
     return dropped
+
+
+def duplicates(df: DataFrame, cfg: Any, key: str = "_row") -> DataFrame:
+    """Rows of ``df`` to drop: ``(key, duplicate_of, dup_similarity, dup_kind)``.
+
+    Exact copies go first (``dup_kind`` "exact", similarity 1.0, ``duplicate_of`` the kept
+    copy); MinHash LSH then runs over the one remaining row of each text (``dup_kind``
+    "near"). A copy of a text that is itself a near-duplicate names the copy it repeats,
+    so every removed row points at a row of the same or a more similar text.
+    """
+    from pyspark.sql import functions as F
+
+    exact = exact_duplicates(df, key).localCheckpoint(eager=True)
+    distinct = df.join(exact.select(key), key, "left_anti")
+    near = near_duplicates(distinct, cfg, key)
+    return exact.select(
+        key, "duplicate_of", F.lit(1.0).alias("dup_similarity"), F.lit("exact").alias("dup_kind")
+    ).unionByName(near.withColumn("dup_kind", F.lit("near")))

@@ -1,12 +1,12 @@
 """Filter job: documents_raw → documents (+ quarantine/filter), paper section 1.1.
 
 Three stages, each removal quarantined with its reason: quality heuristics
-(``heuristics.py``), near-duplicate removal with MinHash LSH (``dedup.py``) and the
-cold-start domain classifier (``classifier.py``). Kept rows carry their scores; removed rows
-keep theirs inside the quarantine ``raw`` JSON (near-duplicates also name the kept document
-in ``duplicate_of``). ``_stats.json`` adds the classifier's training counts and held-out
-accuracy, keep rates per ``meta['domain_hint']`` where the corpus has one, and the seconds
-spent per stage.
+(``heuristics.py``), duplicate removal (``dedup.py``: exact copies of the normalised text,
+then near-duplicates with MinHash LSH) and the cold-start domain classifier
+(``classifier.py``). Kept rows carry their scores; removed rows keep theirs inside the
+quarantine ``raw`` JSON (duplicates also name the kept document in ``duplicate_of``).
+``_stats.json`` adds the classifier's training counts and held-out accuracy, keep rates per
+``meta['domain_hint']`` where the corpus has one, and the seconds spent per stage.
 
     python -m jobs.filter.filter --snapshot 2026-11-25 [--set filter.num_trees=20]
 """
@@ -73,7 +73,8 @@ def decide(scored: DataFrame, dups: DataFrame, scores: DataFrame | None, cfg: An
         out = out.join(scores, "_row", "left")
     reason = F.coalesce(
         F.col("heuristic_reason"),
-        F.when(F.col("duplicate_of").isNotNull(), F.lit("near_duplicate")),
+        F.when(F.col("dup_kind") == "exact", F.lit("exact_duplicate")),
+        F.when(F.col("dup_kind") == "near", F.lit("near_duplicate")),
         F.when(F.col("domain_score") < cfg.domain_threshold, F.lit("off_domain")),
         F.lit("kept"),
     )
@@ -166,7 +167,7 @@ def filter_documents(
     from pyspark.sql import functions as F
 
     from jobs.filter.classifier import domain_scores
-    from jobs.filter.dedup import near_duplicates
+    from jobs.filter.dedup import duplicates
 
     clock = time.monotonic()
     seconds: dict[str, float] = {}
@@ -180,11 +181,15 @@ def filter_documents(
     scored = apply_heuristics(raw, cfg).localCheckpoint(eager=True)
     passed = scored.where(F.col("heuristic_reason").isNull())
     lap("heuristics")
-    dups = near_duplicates(passed, cfg).localCheckpoint(eager=True)
+    dups = duplicates(passed, cfg).localCheckpoint(eager=True)
     unique = passed.join(dups.select("_row"), "_row", "left_anti")
     num_unique = unique.count()
-    lap("near_duplicates")
-    log.info("filter: %d pass heuristics, %d of them unique", passed.count(), num_unique)
+    lap("duplicates")
+    kinds = dict(dups.groupBy("dup_kind").count().collect())
+    log.info(
+        "filter: %d pass heuristics; %d exact and %d near duplicates removed, %d unique left",
+        passed.count(), kinds.get("exact", 0), kinds.get("near", 0), num_unique,
+    )  # fmt: skip
 
     clf_stats: dict[str, Any] = {}
     scores = None

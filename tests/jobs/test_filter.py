@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from committed import commit_table
 
-from jobs.commit import StageOutput, StageStats, UncommittedInputError
+from jobs.commit import StageStats, UncommittedInputError
 from jobs.layout import Layout
 from jobs.storage import Storage
-from jobs.tables import write_table
 
 # Spark's Python workers must run this interpreter (pyarrow, torch live in its environment).
 
@@ -93,10 +93,13 @@ def _raw_schema():
 
 
 def _hand_rows():
-    """13 hand-made rows whose fate is known exactly."""
+    """14 hand-made rows whose fate is known exactly."""
     near_copy = ALGEBRA.replace("long division", "synthetic division")
+    words = CALCULUS.upper().split()
+    rewrapped = "  " + "\n\t".join(" ".join(words[i : i + 9]) for i in range(0, len(words), 9))
     return [
         _row("doc-m1", CALCULUS, "hand-math"),
+        _row("doc-m1z", rewrapped, "hand-math"),
         _row("doc-m2a", ALGEBRA, "hand-math"),
         _row("doc-m2b", near_copy, "hand-math"),
         _row("doc-m3", PROBABILITY, "hand-math"),
@@ -130,10 +133,8 @@ def _write_raw(cfg, rows, commit=True):
     """A documents_raw table as ingest leaves it (committed unless told otherwise)."""
     storage = Storage(cfg.storage)
     layout = Layout(cfg.storage.root_uri, SNAP)
-    out = StageOutput(storage, layout.table("documents_raw"), "1")
-    write_table(storage, rows, out.begin(), _raw_schema())
-    if commit:
-        out.commit({"job": "test"}, StageStats(rows_in=len(rows), rows_out=len(rows)))
+    stats = StageStats(rows_in=len(rows), rows_out=len(rows))
+    commit_table(storage, layout.table("documents_raw"), stats, rows, _raw_schema(), commit=commit)
     return cfg, storage, layout
 
 
@@ -173,6 +174,7 @@ def test_every_removal_has_the_expected_reason(filtered):
     assert reasons["doc-symbols"] == "high_symbol_ratio"
     assert reasons["doc-numbers"] == "low_alpha_ratio"
     assert reasons["doc-m2b"] == "near_duplicate"
+    assert reasons["doc-m1z"] == "exact_duplicate"
     assert {k: reasons.get(k) for k in GENERAL} == dict.fromkeys(GENERAL, "off_domain")
     assert sorted(d for d in docs["doc_id"] if d.startswith("doc-")) == HAND_KEPT
     assert set(quarantine["stage"]) == {"filter"}
@@ -203,6 +205,7 @@ def test_quarantine_raw_keeps_scores_and_the_kept_duplicate(filtered):
     dup = raw["doc-m2b"]
     assert dup["duplicate_of"] == "doc-m2a"
     assert 0.8 <= dup["dup_similarity"] < 1.0
+    assert (raw["doc-m1z"]["duplicate_of"], raw["doc-m1z"]["dup_similarity"]) == ("doc-m1", 1.0)
     assert dup["text"].count("synthetic division") == 1
     off = raw["doc-g1"]
     assert off["domain_score"] < 0.5
@@ -214,7 +217,7 @@ def test_quarantine_raw_keeps_scores_and_the_kept_duplicate(filtered):
 
 def test_rows_balance_in_stats_and_in_parquet(filtered):
     rows, docs, quarantine, stats = filtered
-    assert stats["rows_in"] == len(rows) == 13 + 120
+    assert stats["rows_in"] == len(rows) == 14 + 120
     assert stats["rows_out"] == len(docs)
     assert stats["rows_quarantined"] == len(quarantine)
     assert stats["rows_in"] == stats["rows_out"] + stats["rows_quarantined"]
@@ -231,9 +234,9 @@ def test_stats_report_classifier_training_and_keep_rates(filtered):
     assert 0.7 <= clf["heldout_accuracy"] <= 1.0
     hints = stats["keep_rate_by_domain_hint"]
     assert hints["hand-math"] == {
-        "docs": 4,
+        "docs": 5,
         "kept": 3,
-        "keep_rate": 0.75,
+        "keep_rate": 0.6,
         "classified": 3,
         "off_domain": 0,
         "classifier_keep_rate": 1.0,
@@ -265,9 +268,9 @@ def test_input_without_usable_documents_commits_empty_documents(spark, make_conf
     assert storage.exists(layout.quarantine("filter") + "/_SUCCESS")
 
 
-def test_near_duplicates_with_char_shingles_and_repeated_doc_ids(spark):
+def test_duplicates_with_char_shingles_and_repeated_doc_ids(spark):
     from jobs.config import FilterConfig
-    from jobs.filter.dedup import near_duplicates
+    from jobs.filter.dedup import duplicates
 
     cfg = FilterConfig(minhash_shingle="char", minhash_shingle_chars=5)
     other = PROBABILITY.replace("ten tosses", "twelve tosses").replace("n = 10", "n = 12")
@@ -275,12 +278,44 @@ def test_near_duplicates_with_char_shingles_and_repeated_doc_ids(spark):
         [
             (0, "b", CALCULUS),
             (1, "b", CALCULUS),  # same doc_id and text twice: exactly one copy goes
-            (2, "a", CALCULUS.upper()),  # case differs only: same shingles
+            (2, "a", CALCULUS.upper()),  # case differs only: an exact copy once normalised
             (3, "c", PROBABILITY),
             (4, "d", other),
             (5, "e", "tiny"),  # no 5-character shingle: never compared, never fails
+            (6, "f", ""),  # empty text: never grouped with anything
+            (7, "g", "   "),
         ],
         "_row long, doc_id string, text string",
     )
-    got = {r["_row"]: r["duplicate_of"] for r in near_duplicates(df, cfg).collect()}
-    assert got == {0: "a", 1: "a", 4: "c"}
+    got = {r["_row"]: (r["duplicate_of"], r["dup_kind"]) for r in duplicates(df, cfg).collect()}
+    assert got == {0: ("a", "exact"), 1: ("a", "exact"), 4: ("c", "near")}
+
+
+def test_replicated_corpus_is_removed_by_the_exact_pass_before_lsh(spark, monkeypatch):
+    """Fifty copies of each text: LSH sees one row per text, so its join stays small."""
+    from jobs.config import FilterConfig
+    from jobs.filter import dedup
+
+    texts = [CALCULUS, ALGEBRA, ALGEBRA.replace("long division", "synthetic division")]
+    rows = [
+        (i, f"{k:02d}-{j}", " " * (i % 3) + text)
+        for i, (k, (j, text)) in enumerate((k, jt) for k in range(50) for jt in enumerate(texts))
+    ]
+    df = spark.createDataFrame(rows, "_row long, doc_id string, text string")
+    seen = []
+    near = dedup.near_duplicates
+
+    def spy(frame, cfg, key="_row"):
+        seen.append(frame.count())
+        return near(frame, cfg, key)
+
+    monkeypatch.setattr(dedup, "near_duplicates", spy)
+    got = dedup.duplicates(df, FilterConfig()).toPandas()
+    assert seen == [3]  # one row per distinct text reached MinHash
+    assert len(got) == 150 - 2  # one copy of CALCULUS and of ALGEBRA survive
+    kinds = got.groupby("dup_kind")["duplicate_of"].agg(lambda s: sorted(set(s))).to_dict()
+    # copies point at the smallest doc_id of their text; the one near-copy kept for LSH
+    # ("00-2") points at ALGEBRA's kept row
+    assert kinds == {"exact": ["00-0", "00-1", "00-2"], "near": ["00-1"]}
+    assert set(got.loc[got["dup_kind"] == "near", "_row"]) == {2}
+    assert (got.loc[got["dup_kind"] == "exact", "dup_similarity"] == 1.0).all()
