@@ -6,17 +6,18 @@ import argparse
 import json
 
 import pytest
+from committed import commit_table
 
 from jobs.answers import collect, prepare
 from jobs.answers.prompts import PROMPT_VERSION
 from jobs.cli import JobContext
-from jobs.commit import StageOutput, UncommittedInputError
+from jobs.commit import UncommittedInputError
 from jobs.layout import Layout
 from jobs.llm.batchfile import dumps_lines, response_to_line
 from jobs.llm.engine import ChatResponse
 from jobs.llm.results import IncompleteTaskError
 from jobs.storage import Storage, join
-from jobs.tables import read_table, schema, write_table
+from jobs.tables import read_table, schema
 
 SNAP = "s1"
 MODEL = "smollm2-135m-instruct"
@@ -52,10 +53,8 @@ def make_ctx(cfg, num_shards=None, attempt="1") -> JobContext:
 
 
 def commit_questions(cfg, rows) -> None:
-    storage = Storage(cfg.storage)
-    out = StageOutput(storage, Layout(cfg.storage.root_uri, SNAP).table("questions"), "1")
-    write_table(storage, rows, out.begin(), schema("questions"))
-    out.commit({"job": "test"}, None)
+    uri = Layout(cfg.storage.root_uri, SNAP).table("questions")
+    commit_table(Storage(cfg.storage), uri, rows=rows, table_schema=schema("questions"))
 
 
 @pytest.fixture

@@ -10,13 +10,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from committed import commit_table
 
-from jobs.commit import StageOutput, StageStats, UncommittedInputError
+from jobs.commit import StageStats, UncommittedInputError
 from jobs.config import load_config
 from jobs.layout import Layout
 from jobs.publish.publish import PublishRefusedError, main
 from jobs.storage import Storage, join
-from jobs.tables import schema, write_table
+from jobs.tables import schema
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "expectations"
 SNAP = "2026-11-01"
@@ -25,16 +26,6 @@ DOC_SCHEMA = pa.schema([("doc_id", pa.string()), ("meta", pa.map_(pa.string(), p
 
 def good_rows(table: str) -> list[dict]:
     return [json.loads(line) for line in (FIXTURES / f"{table}.jsonl").read_text().splitlines()]
-
-
-def commit(storage, uri, stats=None, rows=None, table_schema=None, files=None):
-    out = StageOutput(storage, uri, "1")
-    tmp = out.begin()
-    if rows is not None:
-        write_table(storage, rows, tmp, table_schema)
-    for name, body in (files or {}).items():
-        storage.write_json(join(tmp, name), body)
-    out.commit({"job": "test"}, stats or StageStats())
 
 
 def verdict(success: bool) -> dict:
@@ -51,21 +42,22 @@ def env(tmp_path):
     layout = Layout(root, SNAP)
     docs = [{"doc_id": r["doc_id"], "meta": r["meta"]} for r in good_rows("documents")]
     docs[2]["meta"] = {"licence": "MIT"}
-    commit(storage, layout.table("documents_raw"), StageStats(4, 3, {"empty_text": 1}))
-    commit(storage, layout.table("documents"), StageStats(3, 3), docs, DOC_SCHEMA)
+    commit_table(storage, layout.table("documents_raw"), StageStats(4, 3, {"empty_text": 1}))
+    commit_table(storage, layout.table("documents"), StageStats(3, 3), docs, DOC_SCHEMA)
     # questions.collect counts documents in rows_in/out; its table holds 3 questions.
     q_stats = StageStats(3, 2, {"unparseable": 1}, {"prompt": 900, "completion": 300})
-    commit(storage, layout.table("questions"), q_stats, good_rows("questions"), schema("questions"))
+    questions = good_rows("questions")
+    commit_table(storage, layout.table("questions"), q_stats, questions, schema("questions"))
     qa_rows = list(reversed(good_rows("qa")))  # publish sorts by question_id
     qa_stats = StageStats(4, 3, {"no_boxed_answer": 1}, {"prompt": 400, "completion": 93})
-    commit(storage, layout.table("qa"), qa_stats, qa_rows, schema("qa"))
+    commit_table(storage, layout.table("qa"), qa_stats, qa_rows, schema("qa"))
     return root, storage, layout
 
 
 def set_verdicts(storage, layout, **success: bool) -> None:
     for table, ok in success.items():
         uri = join(layout.run, "validation", table)
-        commit(storage, uri, files={"result.json": verdict(ok)})
+        commit_table(storage, uri, StageStats(), files={"result.json": verdict(ok)})
 
 
 def publish(root: str) -> int:

@@ -6,9 +6,10 @@ import argparse
 import json
 
 import pytest
+from committed import commit_table
 
 from jobs.cli import JobContext
-from jobs.commit import StageOutput, UncommittedInputError
+from jobs.commit import UncommittedInputError
 from jobs.layout import Layout
 from jobs.llm.batchfile import dumps_lines, response_to_line
 from jobs.llm.engine import ChatResponse
@@ -18,7 +19,7 @@ from jobs.questions import collect, prepare
 from jobs.questions.collect import question_id
 from jobs.questions.prompts import PREFILL, PROMPT_VERSION, TRUNCATION_MARK
 from jobs.storage import Storage, join
-from jobs.tables import read_table, write_table
+from jobs.tables import read_table
 
 SNAP = "2026-01-01"
 
@@ -38,14 +39,12 @@ def make_ctx(cfg, num_shards=None, attempt="1") -> JobContext:
 
 
 def commit_documents(cfg, rows=DOCS) -> None:
-    storage = Storage(cfg.storage)
-    out = StageOutput(storage, Layout(cfg.storage.root_uri, SNAP).table("documents"), "1")
     table = [
         {"doc_id": d, "text": t, "source": "x.jsonl", "domain_score": s, "filter_reason": "kept"}
         for d, s, t in rows
     ]
-    write_table(storage, table, out.begin())
-    out.commit({"job": "test"}, None)
+    uri = Layout(cfg.storage.root_uri, SNAP).table("documents")
+    commit_table(Storage(cfg.storage), uri, rows=table)
 
 
 @pytest.fixture

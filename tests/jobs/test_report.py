@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+from committed import commit_table
 
-from jobs.commit import StageOutput, StageStats
+from jobs.commit import StageStats
 from jobs.config import load_config
 from jobs.layout import Layout
 from jobs.report.report import main
 from jobs.report.summary import build_summary, length_stats
 from jobs.storage import Storage, join
-from jobs.tables import schema, write_table
+from jobs.tables import schema
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "expectations"
 SNAP = "2026-11-01"
@@ -21,16 +22,6 @@ SNAP = "2026-11-01"
 
 def good_rows(table: str) -> list[dict]:
     return [json.loads(line) for line in (FIXTURES / f"{table}.jsonl").read_text().splitlines()]
-
-
-def commit(storage, uri, stats: StageStats, rows=None, table_schema=None, files=None):
-    out = StageOutput(storage, uri, "1")
-    tmp = out.begin()
-    if rows is not None:
-        write_table(storage, rows, tmp, table_schema)
-    for name, body in (files or {}).items():
-        storage.write_json(join(tmp, name), body)
-    out.commit({"job": "test"}, stats)
 
 
 @pytest.fixture
@@ -51,9 +42,9 @@ def run_report(root: str) -> None:
 
 def test_report_with_partial_inputs_says_not_run(env, capsys):
     root, storage, layout = env
-    commit(storage, layout.table("documents_raw"), StageStats(12, 10, {"empty_text": 2}))
+    commit_table(storage, layout.table("documents_raw"), StageStats(12, 10, {"empty_text": 2}))
     doc_stats = StageStats(10, 3, {"near_duplicate": 4, "low_domain_score": 3})
-    commit(storage, layout.table("documents"), doc_stats, _docs_rows())
+    commit_table(storage, layout.table("documents"), doc_stats, _docs_rows())
     run_report(root)
     assert f"report: {join(layout.reports, 'index.html')}" in capsys.readouterr().out
     summary = storage.read_json(join(layout.reports, "summary.json"))
@@ -79,16 +70,17 @@ def test_report_with_partial_inputs_says_not_run(env, capsys):
 
 def test_report_with_all_inputs_has_numbers_and_three_plots(env):
     root, storage, layout = env
-    commit(storage, layout.table("documents"), StageStats(3, 3), _docs_rows())
+    commit_table(storage, layout.table("documents"), StageStats(3, 3), _docs_rows())
     # Like questions.collect: rows_in/out count documents, the table holds 3 questions.
     reasons = {"unparseable": 1, "not_suitable": 1}
     q_stats = StageStats(4, 2, reasons, {"prompt": 900, "completion": 300}, {"parse_rate": 0.75})
-    commit(storage, layout.table("questions"), q_stats, good_rows("questions"), schema("questions"))
+    questions = good_rows("questions")
+    commit_table(storage, layout.table("questions"), q_stats, questions, schema("questions"))
     qa_stats = StageStats(3, 3, {}, {"prompt": 400, "completion": 93}, {"parse_failure_rate": 0.0})
-    commit(storage, layout.table("qa"), qa_stats, good_rows("qa"), schema("qa"))
+    commit_table(storage, layout.table("qa"), qa_stats, good_rows("qa"), schema("qa"))
     verdict = {"success": False, "statistics": {"evaluated": 15, "failed": 1},
                "critical_failures": ["qa: expect_x(answer)"], "warnings": []}  # fmt: skip
-    commit(
+    commit_table(
         storage, join(layout.run, "validation", "qa"), StageStats(), files={"result.json": verdict}
     )
     run_report(root)

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from committed import commit_table
 
 from jobs.commit import UncommittedInputError
 from jobs.config import load_config
 from jobs.layout import Layout
 from jobs.storage import Storage, join
-from jobs.tables import schema, write_table
+from jobs.tables import schema
 from jobs.validate.results import ValidationFailedError
 from jobs.validate.validate import main
 
@@ -36,14 +37,12 @@ def good_rows(table: str) -> list[dict]:
     return [json.loads(line) for line in (FIXTURES / f"{table}.jsonl").read_text().splitlines()]
 
 
-def commit_table(storage: Storage, layout: Layout, table: str, rows: list[dict]) -> None:
+def commit_stage_table(storage: Storage, layout: Layout, table: str, rows: list[dict]) -> None:
     """A committed stage output like the real stages write (one part file + stats)."""
-    from jobs.commit import StageOutput, StageStats
+    from jobs.commit import StageStats
 
-    out = StageOutput(storage, layout.table(table), "1")
-    write_table(storage, rows, out.begin(), SCHEMAS[table])
     stats = StageStats(len(rows) + 1, len(rows), {"parse_error": 1}, {"completion": 100})
-    out.commit({"job": "test"}, stats)
+    commit_table(storage, layout.table(table), stats, rows, SCHEMAS[table])
 
 
 def argv(table: str, root_uri: str, *extra: str) -> list[str]:
@@ -58,7 +57,7 @@ def _local(tmp_path):
 
 def test_good_table_passes_and_publishes_data_docs(tmp_path):
     root, storage, layout = _local(tmp_path)
-    commit_table(storage, layout, "documents", good_rows("documents"))
+    commit_stage_table(storage, layout, "documents", good_rows("documents"))
     assert main(argv("documents", root, "--run-id", "scheduled__1")) == 0
     result_uri = join(layout.run, "validation", "documents")
     assert storage.exists(join(result_uri, "_SUCCESS"))
@@ -79,7 +78,7 @@ def test_broken_table_fails_with_named_expectation_and_committed_verdict(tmp_pat
     root, storage, layout = _local(tmp_path)
     rows = good_rows("questions")
     rows[0]["edu_level"] = "university"
-    commit_table(storage, layout, "questions", rows)
+    commit_stage_table(storage, layout, "questions", rows)
     with pytest.raises(
         ValidationFailedError, match=r"expect_column_values_to_be_in_set\(edu_level\)"
     ):
@@ -123,7 +122,7 @@ def test_data_docs_upload_to_s3(s3_bucket):
     overrides = [f'storage.root_uri="{root}"', f'storage.s3_endpoint_url="{endpoint}"']
     storage = Storage(load_config("local", None, overrides).storage)
     layout = Layout(root, SNAP)
-    commit_table(storage, layout, "qa", good_rows("qa"))
+    commit_stage_table(storage, layout, "qa", good_rows("qa"))
     assert main(argv("qa", root, "--set", f'storage.s3_endpoint_url="{endpoint}"')) == 0
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     prefix = f"synthllm/reports/{SNAP}/data_docs/"
