@@ -83,9 +83,10 @@ def exact_duplicates(df: DataFrame, key: str = "_row") -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    norm = normalised_text(F.col("text"))
-    hashed = df.select(key, "doc_id", F.sha2(norm, 256).alias("_text_sha")).where(
-        F.length(norm) > 0
+    hashed = (
+        df.select(key, "doc_id", normalised_text(F.col("text")).alias("_norm"))
+        .where(F.length("_norm") > 0)
+        .select(key, "doc_id", F.sha2("_norm", 256).alias("_text_sha"))
     )
     group = Window.partitionBy("_text_sha")
     ordered = group.orderBy("doc_id", key)
