@@ -84,6 +84,8 @@ def setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # py4j logs every gateway connection it opens and closes at INFO: noise in a job's log.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 def run_job(
