@@ -36,6 +36,24 @@ SCORE_COLUMNS = ("alpha_ratio", "symbol_ratio", "dup_line_fraction", "domain_sco
 MAX_RAW_TEXT_CHARS = 4_000
 
 
+def number_rows(raw: DataFrame) -> DataFrame:
+    """``raw`` with ``_row``: each document's rank in doc_id order (0, 1, ...).
+
+    The number depends only on the doc_ids, never on file layout or on the order a shuffle
+    delivers rows, so the classifier's sample and training order, and hence every score, are
+    the same on every run over the same documents. doc_id is unique in documents_raw (ingest
+    quarantines repeats); a repeat would duplicate rows and fail the job's row-count check.
+    """
+    ranks = (
+        raw.select("doc_id")
+        .rdd.map(lambda r: r[0])
+        .sortBy(lambda doc_id: doc_id)
+        .zipWithIndex()  # a global rank: the sort is total, so partition bounds don't matter
+        .toDF("doc_id string, _row long")
+    )
+    return raw.join(ranks, "doc_id")
+
+
 def apply_heuristics(raw: DataFrame, cfg: Any) -> DataFrame:
     """Add the heuristic score columns and ``heuristic_reason`` (null = passed)."""
     from pyspark.sql import functions as F
@@ -205,7 +223,6 @@ def filter_documents(
 
 def run(ctx: JobContext) -> StageStats:
     """Filter one snapshot's documents_raw into documents."""
-    from pyspark.sql import functions as F
 
     from jobs.filter.classifier import read_positives
     from jobs.spark import build_session
@@ -223,10 +240,8 @@ def run(ctx: JobContext) -> StageStats:
     spark = build_session(ctx.cfg, "synthllm-filter")
 
     # Ingest may write a single file; spread the Python UDF work over every core.
-    raw = (
-        spark.read.parquet(to_spark_uri(source))
-        .repartition(max(1, spark.sparkContext.defaultParallelism))
-        .withColumn("_row", F.monotonically_increasing_id())
+    raw = number_rows(spark.read.parquet(to_spark_uri(source))).repartition(
+        max(1, spark.sparkContext.defaultParallelism)
     )
     decided, extra = filter_documents(raw, positives, cfg)
     by_reason = decided.groupBy("filter_reason").count().collect()

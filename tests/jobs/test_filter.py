@@ -319,3 +319,23 @@ def test_replicated_corpus_is_removed_by_the_exact_pass_before_lsh(spark, monkey
     assert kinds == {"exact": ["00-0", "00-1", "00-2"], "near": ["00-1"]}
     assert set(got.loc[got["dup_kind"] == "near", "_row"]) == {2}
     assert (got.loc[got["dup_kind"] == "exact", "dup_similarity"] == 1.0).all()
+
+
+def test_row_numbers_follow_doc_ids_not_file_layout_or_row_order(spark):
+    """``_row`` keys the classifier's sample and training order; it must be the same on
+    every run over the same documents, however they are split and ordered."""
+    from jobs.filter.filter import number_rows
+
+    ids = [f"doc-{i:03d}" for i in range(200)]
+    rows = [(d, f"text of {d}") for d in ids]
+    layouts = [
+        spark.createDataFrame(rows, "doc_id string, text string").repartition(1),
+        spark.createDataFrame(rows[::-1], "doc_id string, text string").repartition(7),
+        spark.createDataFrame(rows[1::2] + rows[::2], "doc_id string, text string"),
+    ]
+    numbered = [
+        {r["doc_id"]: r["_row"] for r in number_rows(df).select("doc_id", "_row").collect()}
+        for df in layouts
+    ]
+    assert numbered[0] == dict(zip(ids, range(200), strict=True))
+    assert numbered[1] == numbered[0] and numbered[2] == numbered[0]
