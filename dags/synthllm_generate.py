@@ -16,8 +16,11 @@ from synthllm_tasks import SYNTHLLM_DATASET, JobSpec, Resources, job_task, shard
 DOC_MD = """
 # synthllm_generate
 
-Turns one corpus snapshot into a validated synthetic math question-answer dataset
-(SynthLLM Level-1: one question batch per document, chain-of-thought answers).
+Turns one corpus snapshot into a validated synthetic math question-answer dataset the
+SynthLLM way: Level-1 questions from one document, Level-2 questions combining one
+document's key concepts, Level-3 questions combining concepts that weighted random walks on
+the global concept co-occurrence graph draw from different documents; chain-of-thought
+answers for all three.
 
 **Inputs**: `{root}/corpus/{snapshot}/` (jsonl, jsonl.gz or parquet with a text field);
 `{root}` is `storage.root_uri` of the profile, or `SYNTHLLM_ROOT_URI`.
@@ -27,13 +30,16 @@ Turns one corpus snapshot into a validated synthetic math question-answer datase
 `{root}/datasets/synthllm/{snapshot}/` (published dataset). `publish` updates the Asset
 `synthllm_dataset`, which schedules `synthllm_scaling`.
 
-**Stages**: ingest → filter → validate_documents → questions_prepare →
-questions_generate (mapped over shards) → questions_collect → validate_questions →
+**Stages**: ingest → filter → validate_documents → concepts_prepare →
+concepts_generate (mapped over shards) → concepts_collect → validate_doc_concepts →
+build_graph (GraphFrames) → sample_combinations (walks) → questions_prepare →
+questions_generate (mapped over level × shard) → questions_collect → validate_questions →
 answers_prepare → answers_generate (mapped) → answers_collect → validate_qa → report → publish.
 
 **Params**
 - `snapshot`: snapshot name; empty means the run's logical date (`{{ ds }}`).
-- `num_shards`: number of LLM shards (mapped task instances) per generation stage.
+- `num_shards`: number of LLM shards (mapped task instances) per generation task; it wins
+  over the profile's `generation.num_shards`.
 - `config`: path of an extra TOML config overlay (empty: the profile's config only).
 
 **Backfill** (one run per day, each names its snapshot by its logical date):
@@ -43,8 +49,8 @@ per snapshot, so a rerun overwrites only its own snapshot.
 """
 
 # Sizes for the kubernetes profile (the local profile runs everything on the worker).
-# Only ingest and filter read the whole corpus (Spark); the later stages handle thousands of
-# rows with pyarrow/pandas in one pod (jobs/tables.py), where a JVM would cost more than the work.
+# Ingest, filter, the concept graph and its walks run on Spark; the LLM-side stages handle
+# per-document rows with pyarrow/pandas in one pod (jobs/tables.py).
 SPARK = Resources(cpu=4, memory="16Gi", executors=4)
 GPU = Resources(cpu=8, memory="64Gi", gpu=1)
 TABLE = Resources(cpu=2, memory="8Gi")
@@ -53,6 +59,28 @@ LLM_TIMEOUT = timedelta(hours=8)
 
 INGEST = JobSpec("ingest", "jobs.ingest.ingest", kind="spark", resources=SPARK)
 FILTER = JobSpec("filter", "jobs.filter.filter", kind="spark", resources=SPARK)
+CONCEPTS_PREPARE = JobSpec(
+    "concepts_prepare",
+    "jobs.concepts.prepare",
+    ("--num-shards", "{{ params.num_shards }}"),
+    kind="python",
+    resources=TABLE,
+)
+CONCEPTS_GENERATE = JobSpec(
+    "concepts_generate",
+    "jobs.llm.run_shard",
+    ("--task", "concepts"),
+    kind="python_gpu",
+    resources=GPU,
+    timeout=LLM_TIMEOUT,
+)
+CONCEPTS_COLLECT = JobSpec(
+    "concepts_collect", "jobs.concepts.collect", kind="python", resources=TABLE
+)
+BUILD_GRAPH = JobSpec("build_graph", "jobs.graph.build", kind="spark", resources=SPARK)
+SAMPLE_COMBINATIONS = JobSpec(
+    "sample_combinations", "jobs.graph.combinations", kind="spark", resources=SPARK
+)
 QUESTIONS_PREPARE = JobSpec(
     "questions_prepare",
     "jobs.questions.prepare",
@@ -60,10 +88,10 @@ QUESTIONS_PREPARE = JobSpec(
     kind="python",
     resources=TABLE,
 )
+# The level's task comes with each mapped instance (see level_shards).
 QUESTIONS_GENERATE = JobSpec(
     "questions_generate",
     "jobs.llm.run_shard",
-    ("--task", "questions_l1"),
     kind="python_gpu",
     resources=GPU,
     timeout=LLM_TIMEOUT,
@@ -111,6 +139,18 @@ def shards(num_shards: str) -> list[str]:
     return [f"{i}/{count}" for i in range(count)]
 
 
+QUESTION_TASKS = ["questions_l1", "questions_l2", "questions_l3"]
+
+
+@task
+def level_shards(num_shards: str) -> list[list[str]]:
+    """Argv tails ``["--task", "questions_lK", "--shard", "i/N"]``: every level's shards."""
+    count = int(num_shards)
+    if count < 1:
+        raise ValueError(f"num_shards must be >= 1, got {count}")
+    return [["--task", t, "--shard", f"{i}/{count}"] for t in QUESTION_TASKS for i in range(count)]
+
+
 with DAG(
     dag_id=Path(__file__).stem,
     description="Corpus snapshot -> validated synthetic math QA dataset (SynthLLM)",
@@ -143,12 +183,19 @@ with DAG(
 ) as dag:
     shard_ids = shards(num_shards="{{ params.num_shards }}")
     shard_tails = shard_ids.map(shard_argv)
+    question_tails = level_shards(num_shards="{{ params.num_shards }}")
 
     ingest = job_task(INGEST)
     filter_docs = job_task(FILTER)
     validate_documents = job_task(validate("documents"))
+    concepts_prepare = job_task(CONCEPTS_PREPARE)
+    concepts_generate = job_task(CONCEPTS_GENERATE, expand_argv=shard_tails)
+    concepts_collect = job_task(CONCEPTS_COLLECT)
+    validate_doc_concepts = job_task(validate("doc_concepts"))
+    build_graph = job_task(BUILD_GRAPH)
+    sample_combinations = job_task(SAMPLE_COMBINATIONS)
     questions_prepare = job_task(QUESTIONS_PREPARE)
-    questions_generate = job_task(QUESTIONS_GENERATE, expand_argv=shard_tails)
+    questions_generate = job_task(QUESTIONS_GENERATE, expand_argv=question_tails)
     questions_collect = job_task(QUESTIONS_COLLECT)
     validate_questions = job_task(validate("questions"))
     answers_prepare = job_task(ANSWERS_PREPARE)
@@ -162,6 +209,12 @@ with DAG(
         ingest
         >> filter_docs
         >> validate_documents
+        >> concepts_prepare
+        >> concepts_generate
+        >> concepts_collect
+        >> validate_doc_concepts
+        >> build_graph
+        >> sample_combinations
         >> questions_prepare
         >> questions_generate
         >> questions_collect

@@ -117,6 +117,64 @@ class GenerationConfig(_Section):
     num_threads: int | None = Field(None, ge=1)
 
 
+class ConceptsConfig(_Section):
+    """Concept extraction (P-K): which documents, and how names become graph nodes."""
+
+    # Documents sent to extraction: the top ones by domain score, like Level-1. None: the
+    # same count as generation.max_documents, so every Level-1 document has concepts.
+    max_documents: int | None = Field(None, ge=1)
+
+
+class GraphConfig(_Section):
+    """The global concept co-occurrence graph (paper section 1.2, Level-3)."""
+
+    # weight = ln(freq + eps); the walk's softmax over weights draws ~ freq + eps. The paper
+    # gives no value; small enough that counts dominate, large enough to stay finite.
+    eps: float = Field(0.01, gt=0)
+    min_doc_freq: int = Field(1, ge=1)  # nodes seen in fewer documents are pruned
+    max_degree: int | None = Field(None, ge=1)  # keep each node's strongest edges only
+
+
+class CombinationsConfig(_Section):
+    """Level-2 and Level-3 concept combinations: the walk rules and the grounding documents."""
+
+    seed: int = 7
+    num_epochs: int = Field(5, ge=1)  # every topic starts one walk per epoch (paper: 5)
+    min_topic_steps: int = Field(1, ge=0)
+    max_topic_steps: int = Field(2, ge=0)
+    min_concept_steps: int = Field(3, ge=0)
+    max_concept_steps: int = Field(4, ge=0)
+    # Which sampled topic the single topic -> concept step starts from.
+    concept_start: Literal["last", "start", "random"] = "last"
+    # What a document's concept set is for the Jaccard retrieval of reference documents.
+    doc_concept_set: Literal["topics_and_concepts", "concepts"] = "topics_and_concepts"
+    num_ref_docs: int = Field(2, ge=1, le=5)
+    # A Level-3 question combines 2-3 key concepts: shorter walks are kept but not prompted.
+    min_walk_concepts: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _steps(self) -> CombinationsConfig:
+        for lo, hi in (
+            ("min_topic_steps", "max_topic_steps"),
+            ("min_concept_steps", "max_concept_steps"),
+        ):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ValueError(f"{lo} ({getattr(self, lo)}) exceeds {hi} ({getattr(self, hi)})")
+        return self
+
+
+class QuestionsConfig(_Section):
+    """How many prompts each level sends and how many questions each prompt asks for."""
+
+    # Paper: 5 questions per document for Levels 1 and 2, 3 per Level-3 concept set.
+    num_questions_l1: int = Field(5, ge=1, le=5)
+    num_questions_l2: int = Field(5, ge=1, le=5)
+    num_questions_l3: int = Field(3, ge=1, le=3)
+    # Prompts per level; None: every combination of that level.
+    max_combinations_l2: int | None = Field(None, ge=0)
+    max_combinations_l3: int | None = Field(None, ge=0)
+
+
 class ValidationConfig(_Section):
     max_parse_failure_rate: float = Field(0.9, ge=0, le=1)
     max_duplicate_rate: float = Field(0.2, ge=0, le=1)
@@ -131,6 +189,10 @@ class PipelineConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     filter: FilterConfig = FilterConfig()
     generation: GenerationConfig = GenerationConfig()
+    concepts: ConceptsConfig = ConceptsConfig()
+    graph: GraphConfig = GraphConfig()
+    combinations: CombinationsConfig = CombinationsConfig()
+    questions: QuestionsConfig = QuestionsConfig()
     validation: ValidationConfig = ValidationConfig()
 
     def public_dict(self) -> dict[str, Any]:

@@ -30,6 +30,24 @@ def has_graphframes_jar(jars_dir: str) -> bool:
     return any("graphframes" in Path(p).name for p in jar_paths(jars_dir))
 
 
+class MissingJarError(RuntimeError):
+    """A JVM library a job needs is not on the Spark classpath (a set-up error)."""
+
+
+def require_graphframes(spark: SparkSession) -> None:
+    """Fail with a set-up hint when the GraphFrames jar is not loaded in ``spark``."""
+    from py4j.java_gateway import JavaClass
+
+    # py4j resolves a name it cannot load as a JavaPackage instead of failing.
+    api = getattr(spark.sparkContext._jvm.org.graphframes, "GraphFramePythonAPI", None)
+    if not isinstance(api, JavaClass):
+        raise MissingJarError(
+            "GraphFrames is not on the Spark classpath (org.graphframes.GraphFramePythonAPI "
+            f"not found; spark.jars={spark.conf.get('spark.jars', '')!r}). Run `make setup`: it "
+            "puts graphframes-spark4_2.13-0.11.0.jar into jars/lib."
+        )
+
+
 def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
     """Create (or reuse) the process's SparkSession for ``cfg``."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -39,6 +39,22 @@ def _schemas() -> dict[str, pa.Schema]:
                 ("snapshot", pa.string()),
             ]
         ),
+        "doc_concepts": pa.schema(
+            [
+                ("doc_id", pa.string()),
+                ("edu_level", pa.string()),
+                ("subject", pa.string()),
+                ("topic_id", pa.string()),
+                ("topic", pa.string()),
+                ("topic_raw", pa.string()),
+                ("concept_id", pa.string()),
+                ("concept", pa.string()),
+                ("concept_raw", pa.string()),
+                ("model", pa.string()),
+                ("prompt_version", pa.string()),
+                ("snapshot", pa.string()),
+            ]
+        ),
         "questions": pa.schema(
             [
                 ("question_id", pa.string()),
@@ -74,7 +90,7 @@ def _schemas() -> dict[str, pa.Schema]:
 
 
 def schema(name: str) -> pa.Schema:
-    """The Arrow schema of a table this module knows (quarantine, questions, qa)."""
+    """The Arrow schema of a table this module knows (quarantine, doc_concepts, questions, qa)."""
     schemas = _schemas()
     if name not in schemas:
         raise KeyError(f"no schema for table {name!r} (known: {', '.join(sorted(schemas))})")

@@ -22,20 +22,30 @@ else
   echo "up to date"
 fi
 
+mkdir -p var
 step "JVM jars (hadoop-aws, AWS SDK v2 bundle, GraphFrames) into jars/lib"
 if ! ls jars/lib/hadoop-aws-*.jar >/dev/null 2>&1; then
   mvn -q -B -f jars/pom.xml dependency:copy-dependencies \
     -DoutputDirectory=lib -DincludeScope=runtime
 fi
-if ! ls jars/lib/graphframes-*.jar >/dev/null 2>&1; then
+if ! ls jars/lib/graphframes-spark4_2.13-*.jar >/dev/null 2>&1; then
   if mvn -q -B -f jars/pom.xml -P graphframes dependency:copy-dependencies \
       -DoutputDirectory=lib -DincludeScope=runtime -DincludeGroupIds=io.graphframes \
-      >/tmp/synthllm-graphframes-mvn.log 2>&1; then
-    echo "graphframes jar resolved"
+      >var/setup-graphframes-mvn.log 2>&1; then
+    echo "graphframes jars resolved from Maven"
   else
-    echo "WARNING: io.graphframes:graphframes-spark4_2.13 could not be resolved from the" \
-         "Maven repository in use (see /tmp/synthllm-graphframes-mvn.log);" \
-         "GraphFrames tests will be skipped until it is available." >&2
+    # The Maven repository reachable from the project's machines serves no io.graphframes
+    # artifact; the jars built from the 0.11.0 release source sit in ../shared/vendor.
+    vendor="${GRAPHFRAMES_VENDOR_DIR:-$(cd .. && pwd)/shared/vendor/graphframes}"
+    echo "graphframes not served by Maven (var/setup-graphframes-mvn.log); using $vendor"
+    if [ ! -f "$vendor/SHA256SUMS" ]; then
+      echo "ERROR: GraphFrames jars unavailable: Maven failed and $vendor/SHA256SUMS is missing" >&2
+      exit 1
+    fi
+    (cd "$vendor" && sha256sum --quiet -c SHA256SUMS) || {
+      echo "ERROR: checksum mismatch for the GraphFrames jars in $vendor" >&2; exit 1; }
+    cp "$vendor"/graphframes-spark4_2.13-0.11.0.jar \
+       "$vendor"/graphframes-graphx-spark4_2.13-0.11.0.jar jars/lib/
   fi
 fi
 ls jars/lib

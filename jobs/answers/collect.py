@@ -20,7 +20,7 @@ from jobs.answers.prepare import REQUEST_PREFIX, TASK
 from jobs.cli import JobContext, base_parser, run_job
 from jobs.commit import StageStats, require_committed
 from jobs.llm.batchfile import ResponseLine
-from jobs.questions.shards import (
+from jobs.llm.shards import (
     Collected,
     ResponseSet,
     commit_collected,

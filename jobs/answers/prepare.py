@@ -1,8 +1,8 @@
 """Write the answer requests: one chat request per committed question.
 
 ``python -m jobs.answers.prepare --snapshot S --num-shards N`` reads the committed
-``questions`` table and commits N request shards under ``llm/answers/requests``, ordered by
-question_id so that reruns write byte-identical shards.
+``questions`` table (every level) and commits N request shards under
+``llm/answers/requests``, ordered by question_id so that reruns write byte-identical shards.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from jobs.cli import JobContext, run_job
 from jobs.commit import StageStats, require_committed
 from jobs.config import GenerationConfig
 from jobs.llm.engine import ChatRequest
-from jobs.questions.prepare import parser as shard_parser
-from jobs.questions.shards import make_request, publish_requests
+from jobs.llm.shards import commit_requests, make_request, prepare_parser
 from jobs.storage import Storage
 from jobs.tables import read_table
 
@@ -47,31 +46,18 @@ def build_requests(questions: pd.DataFrame, gen: GenerationConfig) -> list[ChatR
 def run(ctx: JobContext) -> StageStats:
     """Read questions → build requests → commit shards."""
     storage = Storage(ctx.cfg.storage)
-    gen = ctx.cfg.generation
     questions_uri = ctx.layout.table("questions")
     require_committed(storage, questions_uri)
     questions = read_table(storage, questions_uri, columns=["question_id", "question"])
-    requests = build_requests(questions, gen)
+    requests = build_requests(questions, ctx.cfg.generation)
     stats = StageStats(rows_in=len(questions), rows_out=len(requests))
-    stats.check_balance()
-    manifest = ctx.manifest(
-        "answers.prepare", [questions_uri], task=TASK, prompt_version=PROMPT_VERSION
-    )
-    publish_requests(
-        storage,
-        ctx.layout.llm_task(TASK),
-        ctx.attempt,
-        requests,
-        ctx.args.num_shards or gen.num_shards,
-        gen.model,
-        manifest,
-        stats,
-    )
+    commit_requests(ctx, "answers.prepare", TASK, requests, stats, [questions_uri], PROMPT_VERSION)
+    log.info("%d answer requests", len(requests))
     return stats
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = shard_parser("Write answer requests for the committed questions")
+    parser = prepare_parser("Write answer requests for the committed questions")
     return run_job("answers.prepare", list(argv) if argv is not None else None, run, parser)
 
 

@@ -1,6 +1,6 @@
 """LLM task registry: what the shard runner needs to know about a task's outputs.
 
-A stage that owns a task (questions, answers) registers an :class:`LLMTask` in its own
+A stage that owns a task (concepts, questions, answers) registers an :class:`LLMTask` in its own
 ``tasks`` module; :func:`get_task` imports that module by task name on first use, so the
 runner never imports stage code it does not need.
 """
@@ -16,7 +16,10 @@ log = logging.getLogger(__name__)
 
 # Which module registers which task; imported lazily by get_task.
 TASK_MODULES: dict[str, str] = {
+    "concepts": "jobs.concepts.tasks",
     "questions_l1": "jobs.questions.tasks",
+    "questions_l2": "jobs.questions.tasks",
+    "questions_l3": "jobs.questions.tasks",
     "answers": "jobs.answers.tasks",
 }
 

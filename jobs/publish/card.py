@@ -8,8 +8,8 @@ from typing import Any
 # What each column of the published qa table means (the types come from jobs.tables).
 COLUMN_DOCS = {
     "question_id": "sha1 of combo_id + question index; unique",
-    "combo_id": 'the concept combination the question came from ("l1-" + doc_id for Level-1)',
-    "level": "SynthLLM generation level (1 = questions extracted/inspired by one document)",
+    "combo_id": 'the combination the question came from ("l1-" + doc_id for Level-1)',
+    "level": "SynthLLM generation level, 1, 2 or 3 (see Levels)",
     "question": "the generated question",
     "answer": "chain-of-thought answer ending in \\boxed{...}",
     "final_answer": "normalised content of the last \\boxed{} in the answer (null if none)",
@@ -17,7 +17,7 @@ COLUMN_DOCS = {
     "agreement": "share of sampled answers agreeing with final_answer (null with one sample)",
     "model": "model that wrote the answer",
     "prompt_version": "version of the answer prompt",
-    "source_doc_ids": "doc_id of the corpus documents the question is grounded in",
+    "source_doc_ids": "doc_id of the corpus documents the question is grounded in (see Levels)",
     "snapshot": "corpus snapshot",
 }
 
@@ -45,6 +45,50 @@ def _counts_section(manifest: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+# What each generation level is (SynthLLM section 1.2), and what its source_doc_ids hold.
+LEVEL_DOCS = {
+    "1": "questions extracted from, or inspired by, one reference document; "
+    "`source_doc_ids` holds that document",
+    "2": "questions combining 2-3 key concepts extracted from one document; "
+    "`source_doc_ids` holds that document",
+    "3": "questions combining concepts from different topics, sampled by weighted random walks "
+    "on the global concept co-occurrence graph and grounded in the top-2 reference documents "
+    "by Jaccard similarity of their concepts; `source_doc_ids` holds those documents",
+}
+
+
+def _levels_section(levels: Mapping[str, Mapping[str, int]]) -> list[str]:
+    questions, qa = levels.get("questions") or {}, levels.get("qa") or {}
+    keys = sorted(set(LEVEL_DOCS) | set(questions) | set(qa), key=int)
+    lines = [
+        "| level | what it is | questions generated | qa rows published |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {LEVEL_DOCS.get(k, 'unknown level')} | {questions.get(k, 0)} | {qa.get(k, 0)} |"
+        for k in keys
+    ]
+    return [
+        *lines,
+        "",
+        "`source_doc_ids` lead back to the corpus documents: they are `doc_id`s of the "
+        "snapshot's `documents` table, which keeps each document's text and source.",
+    ]
+
+
+def graph_line(graph: Mapping[str, Any] | None) -> str:
+    """One sentence on the concept graph behind Level-3, or that it was not built."""
+    if not graph:
+        return "Concept graph: not built for this snapshot."
+    share = graph.get("largest_component_share")
+    share_text = "unknown" if share is None else f"{share:.1%}"
+    return (
+        f"Concept graph: {graph.get('vertices', '?')} vertices (topics and key concepts), "
+        f"{graph.get('edges', '?')} co-occurrence edges; the largest connected component "
+        f"holds {share_text} of the vertices."
+    )
+
+
 def render_card(manifest: Mapping[str, Any], schema_types: Mapping[str, str]) -> str:
     """Markdown card: what the dataset is, how it was made, schema, counts, limitations."""
     snap = manifest["snapshot"]
@@ -58,13 +102,16 @@ def render_card(manifest: Mapping[str, Any], schema_types: Mapping[str, str]) ->
         "",
         "Question–answer pairs generated from the documents of one corpus snapshot, following "
         "SynthLLM (Qin et al., 2025, arXiv 2503.19551): filter math reference documents, "
-        "generate questions grounded in them (Level-1: extraction and inspiration from one "
-        "document), then answer each question with chain-of-thought ending in `\\boxed{}`.",
+        "generate questions grounded in them at three levels (one document; key concepts of "
+        "one document; concepts across topics of a concept graph), then answer each question "
+        "with chain-of-thought ending in `\\boxed{}`.",
         "",
         "## How it was made",
         "",
         "ingest → filter (heuristics, near-duplicate removal, domain classifier) → validate "
-        "documents → question generation → validate questions → answer generation → validate qa "
+        "documents → concept extraction → validate concepts → concept co-occurrence graph → "
+        "combinations (random walks) → question generation → validate questions → answer "
+        "generation → validate qa "
         "→ report → publish. Rejected rows are kept in quarantine with a reason. Every row traces "
         "back: `question_id → combo_id → source_doc_ids → corpus snapshot`.",
         "",
@@ -74,6 +121,12 @@ def render_card(manifest: Mapping[str, Any], schema_types: Mapping[str, str]) ->
         f"prompt version(s): {', '.join(prompts.get('answers', [])) or 'unknown'}",
         f"- code version: `{manifest['code_version']}`; run id: "
         f"`{manifest['created_from']['run_id']}`",
+        "",
+        "## Levels",
+        "",
+        *_levels_section(manifest.get("levels") or {}),
+        "",
+        graph_line(manifest.get("graph")),
         "",
         "## Files",
         "",
@@ -97,8 +150,8 @@ def render_card(manifest: Mapping[str, Any], schema_types: Mapping[str, str]) ->
         "training-quality data.",
         "- Answers are not verified against ground truth; `agreement` only measures "
         "self-consistency when several samples were drawn.",
-        "- Only Level-1 questions are produced; duplicates are caught by normalised exact match "
-        "in validation, not by semantic similarity.",
+        "- A level with no rows in the Levels table was not generated in this run. Duplicates "
+        "are caught by normalised exact match in validation, not by semantic similarity.",
         "- No decontamination against evaluation sets is guaranteed for this snapshot.",
         "",
         "## Licence of sources",

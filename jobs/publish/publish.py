@@ -4,7 +4,8 @@
 
 Refuses unless the qa table is committed and the documents, questions and qa validations
 all succeeded. Writes ``data/qa.parquet``, ``data/qa.jsonl``, ``manifest.json`` (counts,
-tokens, models, prompt versions, code version, checksums) and the dataset card
+rows per level, concept graph size, tokens, models, prompt versions, code version,
+checksums) and the dataset card
 ``README.md`` in one atomic StageOutput commit, then prints where the dataset and the
 report are.
 """
@@ -31,7 +32,7 @@ from jobs.publish.dataset import (
     qa_arrow,
     type_name,
 )
-from jobs.report.summary import STAGES
+from jobs.report.summary import STAGES, graph_summary, level_counts
 from jobs.storage import Storage, join
 from jobs.tables import read_table, schema
 from jobs.validate.results import RESULT_FILE
@@ -101,6 +102,26 @@ def _provenance(
     }
 
 
+def dataset_figures(
+    qa: pd.DataFrame, questions: pd.DataFrame, graph_stats: dict | None
+) -> dict[str, Any]:
+    """Rows per level (questions generated, qa published) and the concept graph's size."""
+    levels = {"questions": level_counts(questions["level"]), "qa": level_counts(qa["level"])}
+    graph = graph_summary(graph_stats)
+    if "vertices_total" not in graph:
+        return {"levels": levels, "graph": None}
+    share = graph.get("components", {}).get("largest_share")
+    return {
+        "levels": levels,
+        "graph": {
+            "vertices": graph["vertices_total"],
+            "edges": graph.get("edges_total"),
+            "components": graph.get("components", {}).get("count"),
+            "largest_component_share": share,
+        },
+    }
+
+
 def run(ctx: JobContext) -> StageStats:
     """Check the verdicts, then write and commit the dataset."""
     storage = Storage(ctx.cfg.storage)
@@ -109,9 +130,12 @@ def run(ctx: JobContext) -> StageStats:
     require_committed(storage, qa_uri)
     verdicts = check_validated(storage, layout)
     qa = read_table(storage, qa_uri)
-    questions = read_table(storage, layout.table("questions"), columns=["model", "prompt_version"])
+    questions = read_table(
+        storage, layout.table("questions"), columns=["level", "model", "prompt_version"]
+    )
     docs = read_table(storage, layout.table("documents"), columns=["doc_id", "meta"])
     arrow = qa_arrow(qa, schema("qa"))
+    stage_stats = _stage_stats(storage, layout)
     files = {PARQUET_FILE: encode_parquet(arrow), JSONL_FILE: encode_jsonl(arrow.to_pylist())}
     manifest = build_manifest(
         snapshot=ctx.snapshot,
@@ -119,10 +143,11 @@ def run(ctx: JobContext) -> StageStats:
         code_version=code_version(),
         files=files,
         num_rows=arrow.num_rows,
-        stage_stats=_stage_stats(storage, layout),
+        stage_stats=stage_stats,
         table_rows={"documents": len(docs), "questions": len(questions)},
         provenance=_provenance(qa, questions, docs, layout, verdicts),
     )
+    manifest.update(dataset_figures(qa, questions, stage_stats["graph"]))
     types = {f.name: type_name(f.type) for f in arrow.schema}
     out = StageOutput(storage, layout.dataset, ctx.attempt)
     tmp = out.begin()

@@ -1,18 +1,25 @@
-"""Parse P-L1 outputs into questions, tolerating the ways real models garble the format.
+"""Parse P-L1, P-L2 and P-L3 outputs into questions, tolerating garbled formats.
 
-The expected output is one ``<Qn>…</Qn>`` block per question with ``Question:``,
-``Orig_tag:`` and ``Level:`` fields, or the fixed NOT SUITABLE string. Small models drop
-closing tags, bold the labels, wrap the answer in markdown fences, write levels as words
-("High School") or copy the template verbatim; all of that is handled here. A block is kept
+The expected P-L1 output is one ``<Qn>…</Qn>`` block per question with ``Question:``,
+``Orig_tag:`` and ``Level:`` fields, or the fixed NOT SUITABLE string. P-L2/P-L3 blocks
+hold ``Selected Concepts:`` and ``Question:`` instead (:func:`parse_concept_questions`); both
+share the block splitting, the question checks and the duplicate/example rules. Small models
+drop closing tags, bold the labels, wrap the answer in markdown fences, write levels as words
+("High School") or copy the template verbatim; all of that is handled here. A P-L1 block is kept
 only when all three fields are usable: the questions table allows exactly two orig tags and six
 levels, and inventing a value would misreport provenance. Skipped blocks are counted by reason.
+A concept question without a usable concept list is kept (the question is still grounded in
+its documents) and counted as ``missing_concepts``.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from jobs.concepts.normalise import MAX_NAME_CHARS, display_name, node_key, split_names
 
 LEVELS = ("elementary", "middle_school", "high_school", "college", "grad_school", "competition")
 ORIG_TAGS = ("original_question", "newly_created")
@@ -21,6 +28,8 @@ MAX_QUESTIONS = 5
 MIN_QUESTION_CHARS = 10
 # A "question" longer than this is a model stuck in a loop, not a self-contained problem.
 MAX_QUESTION_CHARS = 2000
+# P-L2/P-L3 ask for 2-3 concepts per question; a longer list is cut (counted).
+MAX_SELECTED_CONCEPTS = 6
 
 _NOT_SUITABLE = re.compile(r"not[\s_*]*suitable", re.I)
 _FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.M)
@@ -32,7 +41,8 @@ _OPEN = re.compile(
 )
 _LABEL = re.compile(
     r"(?:\*\*|__)?\b(?P<name>question|orig(?:inal)?[ \t_-]*tag|"
-    r"(?:edu(?:cation(?:al)?)?[ \t_-]*)?level)\b(?:\*\*|__)?[ \t]*[:：](?:\*\*|__)?",
+    r"(?:edu(?:cation(?:al)?)?[ \t_-]*)?level|"
+    r"(?:(?:selected|chosen|key)[ \t_-]*)?concepts?|topics?)\b(?:\*\*|__)?[ \t]*[:：](?:\*\*|__)?",
     re.I,
 )
 _LINE_START = re.compile(r"(?:^|\n)[ \t>*#\-]*$")
@@ -52,21 +62,34 @@ _ANY_LEVEL = re.compile(
     re.I,
 )
 _ALTERNATIVES = re.compile(r"\||/|\bor\b")
+_BRACKETED = re.compile(r"\[(?P<inner>[^\]]*)")
+# "1. a 2. b" in a concept list: split at list numbers, but only in a list that starts with
+# "1." or "1)", so "radius 2. Then" stays text.
+_NUMBERED_LIST = re.compile(r"(?:^\s*|(?<=\s))\(?\d{1,2}[.)](?=\s)")
 _END = "\x1e"  # marks where a closing </Qn> tag stood
 
 
 @dataclass(frozen=True)
 class ParsedQuestion:
-    """One usable question from a P-L1 output."""
+    """One usable question; P-L2/P-L3 questions are ``newly_created`` with ``edu_level`` "".
+
+    ``selected_concepts`` (last, defaulted, so older constructors still work): the concepts
+    the model says it combined, cleaned for display; empty for P-L1.
+    """
 
     question: str
     orig_tag: str
     edu_level: str
+    selected_concepts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class ParseResult:
-    """``status``: ``ok``, ``not_suitable`` or ``unparseable``; ``skipped``: dropped blocks."""
+    """``status``: ``ok``, ``not_suitable`` or ``unparseable``; ``skipped``: counts by reason.
+
+    The reasons count dropped blocks, except ``missing_concepts`` and ``concepts_cut``, which
+    count kept concept questions with no usable concept list or a cut one.
+    """
 
     status: str
     questions: tuple[ParsedQuestion, ...] = ()
@@ -92,13 +115,27 @@ def _segments(text: str) -> list[tuple[bool, str]]:
     return out
 
 
-def _labels(segment: str) -> list[tuple[str, int, int]]:
-    """Field labels as (kind, start, end); filters out words that merely look like labels."""
+def _labels(segment: str, concepts: bool) -> list[tuple[str, int, int]]:
+    """Field labels as (kind, start, end); filters out words that merely look like labels.
+
+    ``concepts``: also find concept-list labels ("Selected Concepts:") and line-start
+    "Topics:" (a model echoing the prompt; the field is ignored but ends the question). P-L1
+    ignores both, so they stay part of whatever field they appear in, as before.
+    """
     found = []
     for m in _LABEL.finditer(segment):
         name = m.group("name").lower()
         at_line_start = bool(_LINE_START.search(segment, 0, m.start()))
-        if name == "question":
+        if "concept" in name:
+            # "using these concepts: …" inside a question is text; "Selected Concepts:" is not.
+            if not concepts or not (at_line_start or name.startswith(("selected", "chosen"))):
+                continue
+            kind = "concepts"
+        elif name.startswith("topic"):
+            if not concepts or not at_line_start:
+                continue
+            kind = "topics"
+        elif name == "question":
             # "Answer this question: ..." inside a question must not start a new block.
             if not at_line_start:
                 continue
@@ -153,14 +190,22 @@ def _clean_question(value: str) -> str:
     return re.sub(r"^(?:\*\*|__)\s*|\s*(?:\*\*|__)$", "", text).strip()
 
 
-def _block(fields: dict[str, str]) -> tuple[ParsedQuestion | None, str | None]:
+def _question(fields: dict[str, str]) -> tuple[str, str | None]:
+    """The cleaned question text and why it is unusable (None when usable)."""
     question = _clean_question(fields.get("question", ""))
     if not re.search(r"\w", question):
-        return None, "empty_question"
+        return question, "empty_question"
     if len(question) < MIN_QUESTION_CHARS:
-        return None, "too_short"
+        return question, "too_short"
     if len(question) > MAX_QUESTION_CHARS:
-        return None, "too_long"
+        return question, "too_long"
+    return question, None
+
+
+def _block(fields: dict[str, str]) -> tuple[ParsedQuestion | None, str | None]:
+    question, reason = _question(fields)
+    if reason is not None:
+        return None, reason
     if "orig_tag" not in fields:
         return None, "missing_orig_tag"
     tag = normalise_orig_tag(fields["orig_tag"])
@@ -174,16 +219,48 @@ def _block(fields: dict[str, str]) -> tuple[ParsedQuestion | None, str | None]:
     return ParsedQuestion(question, tag, level), None
 
 
-def _blocks(text: str, skipped: Counter) -> list[dict[str, str]]:
+def _concept_block(fields: dict[str, str]) -> tuple[ParsedQuestion | None, str | None]:
+    question, reason = _question(fields)
+    if reason is not None:
+        return None, reason
+    concepts = parse_selected_concepts(fields.get("concepts", ""))
+    return ParsedQuestion(question, "newly_created", "", concepts), None
+
+
+def parse_selected_concepts(value: str) -> tuple[str, ...]:
+    """The names in a "Selected Concepts:" value: ``[a, b]``, ``a; b``, one per line, quoted.
+
+    Cleaned for display and de-duplicated by ``node_key``; ``()`` when none is usable.
+    """
+    value = value.split(_END, 1)[0]
+    bracketed = _BRACKETED.search(value)
+    if bracketed and not value[: bracketed.start()].strip(" \t\n*_\"'`"):
+        value = bracketed.group("inner")
+    names: list[str] = []
+    seen: set[str] = set()
+    for line in value.splitlines():
+        if re.match(r"\s*\(?1[.)]\s", line):
+            line = _NUMBERED_LIST.sub(";", line)
+        for raw in split_names(line):
+            name = display_name(raw)
+            key = node_key(name)
+            if key and key not in seen and len(name) <= MAX_NAME_CHARS:
+                seen.add(key)
+                names.append(name)
+    return tuple(names)
+
+
+def _blocks(text: str, skipped: Counter, concepts: bool) -> list[dict[str, str]]:
     blocks: list[dict[str, str]] = []
     for marked, segment in _segments(text):
-        labels = _labels(segment)
+        labels = _labels(segment, concepts)
         if not any(kind == "question" for kind, _, _ in labels):
             if marked and segment.strip():
                 skipped["missing_question"] += 1
             continue
-        # Fields may come before or after the Question line (the prompt puts Level and
-        # Orig_tag first); a field already set on the current block starts the next one.
+        # Fields may come before or after the Question line (the prompts put Level and
+        # Orig_tag, or Selected Concepts, first); a field already set on the current block
+        # starts the next one.
         current: dict[str, str] | None = None
         pending: dict[str, str] = {}
         for i, (kind, _, end) in enumerate(labels):
@@ -201,14 +278,34 @@ def _blocks(text: str, skipped: Counter) -> list[dict[str, str]]:
     return blocks
 
 
-def parse_questions(text: str | None, exclude: frozenset[str] = frozenset()) -> ParseResult:
+def parse_questions(
+    text: str | None, exclude: frozenset[str] = frozenset(), max_questions: int = MAX_QUESTIONS
+) -> ParseResult:
     """Parse one P-L1 output; ``exclude`` holds question keys to drop (the prompt's example)."""
+    return _parse(text, exclude, max_questions, concepts=False)
+
+
+def parse_concept_questions(
+    text: str | None, exclude: frozenset[str] = frozenset(), max_questions: int = MAX_QUESTIONS
+) -> ParseResult:
+    """Parse one P-L2 or P-L3 output (``Selected Concepts:`` + ``Question:`` blocks).
+
+    Pass ``max_questions=3`` for P-L3. Questions are ``newly_created`` with ``edu_level`` "".
+    """
+    return _parse(text, exclude, max_questions, concepts=True)
+
+
+def _parse(
+    text: str | None, exclude: frozenset[str], max_questions: int, concepts: bool
+) -> ParseResult:
     cleaned = _clean(str(text or ""))
     skipped: Counter = Counter()
     kept: list[ParsedQuestion] = []
     seen: set[str] = set()
-    for fields in _blocks(cleaned, skipped):
-        parsed, reason = _block(fields)
+    make: Callable[[dict[str, str]], tuple[ParsedQuestion | None, str | None]]
+    make = _concept_block if concepts else _block
+    for fields in _blocks(cleaned, skipped, concepts):
+        parsed, reason = make(fields)
         if parsed is None:
             skipped[reason] += 1
             continue
@@ -217,10 +314,16 @@ def parse_questions(text: str | None, exclude: frozenset[str] = frozenset()) -> 
             skipped["copied_example"] += 1
         elif key in seen:
             skipped["duplicate"] += 1
-        elif len(kept) >= MAX_QUESTIONS:
+        elif len(kept) >= max_questions:
             skipped["over_limit"] += 1
         else:
             seen.add(key)
+            if concepts and not parsed.selected_concepts:
+                skipped["missing_concepts"] += 1
+            elif len(parsed.selected_concepts) > MAX_SELECTED_CONCEPTS:
+                skipped["concepts_cut"] += 1
+                cut = parsed.selected_concepts[:MAX_SELECTED_CONCEPTS]
+                parsed = ParsedQuestion(parsed.question, parsed.orig_tag, parsed.edu_level, cut)
             kept.append(parsed)
     counts = dict(sorted(skipped.items()))
     if kept:

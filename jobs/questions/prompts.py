@@ -1,23 +1,35 @@
-"""The Level-1 question prompt (P-L1, paper Fig. 8, in our own words) and its repair prompt.
+"""The question prompts (P-L1, P-L2, P-L3; paper Figs. 8, 9, 10, in our own words).
 
-The conversation is: the task with a short example article, a model answer for it in the
-exact block format, the task again with the real article, and the start of the answer
-(``<Q1>`` and the ``Level`` tag opened). A 135M-parameter model ignores a format it is only
+Every conversation is: the task with a short example input, a model answer for it in the
+exact block format, the task again with the real input, and the start of the answer
+(``<Q1>`` and its first field opened). A 135M-parameter model ignores a format it is only
 told about, but it continues a format it has just seen answered and has been started on;
-larger models are not hurt by the extra turn. Questions copied from the example are dropped
-by the parser (``EXAMPLE_KEYS``).
+larger models are not hurt by the extra turn. The example turn always asks for the paper's
+default count, so only the real turn changes with ``num_questions``. Questions copied from
+an example are dropped by the parser (``EXAMPLE_KEYS``, ``EXAMPLE_KEYS_CONCEPTS``).
+
+P-L3 gets its one or two reference articles in one text slot (the paper does not say how they
+are joined): as "Reference article 1:" / "Reference article 2:" sections, sharing
+``max_chars`` so that a short article leaves its unused share to the other.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 from jobs.questions.parse import question_key
 
 PROMPT_VERSION = "p-l1/v2"
+PROMPT_VERSION_L2 = "p-l2/v1"
+PROMPT_VERSION_L3 = "p-l3/v1"
 NOT_SUITABLE = "NOT SUITABLE for creating questions"
 SYSTEM = "You are a senior math instructor who writes exam questions."
 TRUNCATION_MARK = "\n[article truncated]"
 # The start of every answer; engines return it as part of the response text.
 PREFILL = "<Q1>\nLevel: <"
+CONCEPT_PREFILL = "<Q1>\nSelected Concepts: ["
+MAX_REFERENCE_ARTICLES = 2
 
 EXAMPLE_ARTICLE = (
     "The area of a circle of radius r is pi r^2. For example, a circle of radius 3 has "
@@ -38,7 +50,7 @@ EXAMPLE_KEYS = frozenset(question_key(q) for q in EXAMPLE_QUESTIONS)
 _TASK = f"""Article:
 {{text}}
 
-Write 1 to 5 math questions based on the article above.
+Write {{count}} based on the article above.
 - If the article has no usable mathematics, reply only: {NOT_SUITABLE}
 - Prefer the article's own questions (you may reword them), then add new, harder ones.
 - Each question must stand alone: solvable without the article or the other questions.
@@ -60,15 +72,31 @@ def truncate_document(text: str, max_chars: int) -> str:
     return text[:keep].rstrip() + TRUNCATION_MARK
 
 
-def build_messages(text: str, max_chars: int) -> list[dict[str, str]]:
+def build_messages(text: str, max_chars: int, num_questions: int = 5) -> list[dict[str, str]]:
     """The chat messages asking for Level-1 questions about one document."""
-    user = _TASK.replace("{text}", truncate_document(text.strip(), max_chars))
+    task = _TASK.replace("{count}", _count(num_questions))
+    user = task.replace("{text}", truncate_document(text.strip(), max_chars))
+    return _conversation(
+        _TASK.replace("{count}", _count(5)).replace("{text}", EXAMPLE_ARTICLE),
+        EXAMPLE_ANSWER,
+        user,
+        PREFILL,
+    )
+
+
+def _count(num_questions: int) -> str:
+    if num_questions < 1:
+        raise ValueError(f"num_questions must be >= 1, got {num_questions}")
+    return "1 math question" if num_questions == 1 else f"1 to {num_questions} math questions"
+
+
+def _conversation(example: str, answer: str, user: str, prefill: str) -> list[dict[str, str]]:
     return [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": _TASK.replace("{text}", EXAMPLE_ARTICLE)},
-        {"role": "assistant", "content": EXAMPLE_ANSWER},
+        {"role": "user", "content": example},
+        {"role": "assistant", "content": answer},
         {"role": "user", "content": user},
-        {"role": "assistant", "content": PREFILL},
+        {"role": "assistant", "content": prefill},
     ]
 
 
@@ -80,3 +108,181 @@ def repair_prompt(previous: str) -> str:
     """
     del previous  # already in the conversation as the assistant turn
     return _REPAIR
+
+
+# ---------------------------------------------------------------- P-L2 and P-L3
+
+L2_EXAMPLE_TOPICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Circle geometry", ("Area of a circle", "Circumference", "Radius", "Scaling of areas")),
+)
+L2_EXAMPLE_QUESTIONS = (
+    (
+        ("Area of a circle", "Circumference"),
+        "A circular running track encloses an area of $400\\pi$ m$^2$. How many full laps "
+        "must a runner complete to cover at least $1$ km?",
+    ),
+    (
+        ("Radius", "Scaling of areas"),
+        "A pizza of radius $15$ cm costs $12$ dollars and one of radius $20$ cm costs $20$ "
+        "dollars. Which gives more area per dollar, and by what exact factor?",
+    ),
+)
+L3_EXAMPLE_ARTICLES = (
+    EXAMPLE_ARTICLE,
+    "When all outcomes are equally likely, the probability of an event is the number of "
+    "favourable outcomes divided by the number of possible outcomes.",
+)
+L3_EXAMPLE_TOPICS = ("Circle geometry", "Probability")
+L3_EXAMPLE_CONCEPTS = (
+    "Area of a circle",
+    "Ratio of areas",
+    "Equally likely outcomes",
+    "Geometric probability",
+)
+L3_EXAMPLE_QUESTIONS = (
+    (
+        ("Area of a circle", "Geometric probability"),
+        "A dart lands uniformly at random on a circular board of radius $10$ cm. What is the "
+        "probability that it lands closer to the centre than to the edge of the board?",
+    ),
+)
+EXAMPLE_KEYS_CONCEPTS = frozenset(
+    question_key(q) for _, q in L2_EXAMPLE_QUESTIONS + L3_EXAMPLE_QUESTIONS
+)
+
+_FORMAT_CONCEPTS = """Answer with one <Qn> block per question: "Selected Concepts:" with the chosen
+concepts in square brackets, then "Question:". Write all mathematics in LaTeX."""
+
+_TASK_L2 = f"""Article:
+{{text}}
+
+Topics and key concepts of the article:
+{{concepts}}
+
+Write {{count}} that combine the key concepts above.
+- For each question choose 2 or 3 different key concepts; never repeat a combination of
+concepts or a solution method, and spread the questions over the whole list.
+- Use the article for settings, contexts and applications that go beyond the list.
+- Make the questions hard (several computation steps, a real-world situation or abstract
+reasoning), each with a different structure.
+- Each question must stand alone and have an exact answer.
+{_FORMAT_CONCEPTS}"""
+
+_TASK_L3 = f"""{{text}}
+
+Topics: {{topics}}
+Key concepts: {{concepts}}
+
+Write {{count}} that fit the topics above.
+- For each question choose 2 or 3 key concepts that belong to different topics; never
+repeat a combination of concepts or a solution method.
+- Draw on the reference articles together for wider settings and applications.
+- Make the questions more complex, much harder and less common than textbook exercises.
+- Each question must stand alone and have an exact answer.
+{_FORMAT_CONCEPTS}"""
+
+_SLOT = re.compile(r"\{(text|concepts|topics|count)\}")
+
+_REPAIR_CONCEPTS = """Your reply is not in the required format. Rewrite the same questions as
+<Q1>, <Q2>, ... blocks, each holding "Selected Concepts: [...]" and then "Question:", exactly
+like the example answer, and output nothing else."""
+
+
+def _concept_answer(questions: Sequence[tuple[Sequence[str], str]]) -> str:
+    return "\n".join(
+        f"<Q{i}>\nSelected Concepts: [{', '.join(concepts)}]\nQuestion: {q}\n</Q{i}>"
+        for i, (concepts, q) in enumerate(questions, start=1)
+    )
+
+
+def _topic_lines(topics: Sequence[tuple[str, Sequence[str]]]) -> str:
+    return "\n".join(
+        f"{i}. {name}: {'; '.join(concepts)}" if concepts else f"{i}. {name}"
+        for i, (name, concepts) in enumerate(topics, start=1)
+    )
+
+
+def _fill(template: str, **values: str) -> str:
+    """Fill ``{name}`` slots in one pass, so braces inside a value are never slots."""
+    return _SLOT.sub(lambda m: values[m.group(1)], template)
+
+
+def _l2_task(text: str, topics: Sequence[tuple[str, Sequence[str]]], count: str) -> str:
+    return _fill(_TASK_L2, text=text, concepts=_topic_lines(topics), count=count)
+
+
+def build_l2_messages(
+    text: str,
+    topics: Sequence[tuple[str, Sequence[str]]],
+    max_chars: int,
+    num_questions: int = 5,
+) -> list[dict[str, str]]:
+    """The chat messages asking for Level-2 questions: one document and its own topics.
+
+    ``topics``: (topic, key concepts) pairs from the document's P-K extraction, in order.
+    """
+    if not topics:
+        raise ValueError("a Level-2 prompt needs at least one topic")
+    example = _l2_task(EXAMPLE_ARTICLE, L2_EXAMPLE_TOPICS, _count(5))
+    article = truncate_document(text.strip(), max_chars)
+    user = _l2_task(article, topics, _count(num_questions))
+    return _conversation(example, _concept_answer(L2_EXAMPLE_QUESTIONS), user, CONCEPT_PREFILL)
+
+
+def reference_budgets(lengths: Sequence[int], max_chars: int) -> list[int]:
+    """Split ``max_chars`` between articles of these lengths; short ones pass their rest on."""
+    budgets = [0] * len(lengths)
+    remaining = max_chars
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    for position, i in enumerate(order):
+        budgets[i] = min(lengths[i], remaining // (len(lengths) - position))
+        remaining -= budgets[i]
+    return budgets
+
+
+def join_references(texts: Sequence[str], max_chars: int) -> str:
+    """The reference articles as labelled sections, together within ``max_chars`` of text."""
+    if not 1 <= len(texts) <= MAX_REFERENCE_ARTICLES:
+        raise ValueError(f"a Level-3 prompt takes 1 or 2 reference articles, got {len(texts)}")
+    stripped = [t.strip() for t in texts]
+    budgets = reference_budgets([len(t) for t in stripped], max_chars)
+    return "\n\n".join(
+        f"Reference article {i}:\n{truncate_document(t, budget)}"
+        for i, (t, budget) in enumerate(zip(stripped, budgets, strict=True), start=1)
+    )
+
+
+def _l3_task(references: str, topics: Sequence[str], concepts: Sequence[str], count: str) -> str:
+    return _fill(
+        _TASK_L3,
+        text=references,
+        topics="; ".join(topics),
+        concepts="; ".join(concepts),
+        count=count,
+    )
+
+
+def build_l3_messages(
+    texts: Sequence[str],
+    topics: Sequence[str],
+    concepts: Sequence[str],
+    max_chars: int,
+    num_questions: int = 3,
+) -> list[dict[str, str]]:
+    """The chat messages asking for Level-3 questions about a graph-sampled concept set.
+
+    ``topics`` and ``concepts``: the sampled topics and key concepts; ``texts``: the 1-2
+    retrieved reference articles, sharing ``max_chars``.
+    """
+    if not concepts:
+        raise ValueError("a Level-3 prompt needs at least one key concept")
+    example_refs = join_references(L3_EXAMPLE_ARTICLES, 10_000)
+    example = _l3_task(example_refs, L3_EXAMPLE_TOPICS, L3_EXAMPLE_CONCEPTS, _count(3))
+    user = _l3_task(join_references(texts, max_chars), topics, concepts, _count(num_questions))
+    return _conversation(example, _concept_answer(L3_EXAMPLE_QUESTIONS), user, CONCEPT_PREFILL)
+
+
+def concept_repair_prompt(previous: str) -> str:
+    """The follow-up user message after an unparseable P-L2/P-L3 reply (same conversation)."""
+    del previous  # already in the conversation as the assistant turn
+    return _REPAIR_CONCEPTS

@@ -6,6 +6,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jobs.report.plots import degree_label
 from jobs.report.summary import NOT_RUN, STAGES
 
 _CSS = (
@@ -34,6 +35,10 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _round(value: Any) -> Any:
+    return round(value, 2) if isinstance(value, float) else value
 
 
 def _not_run(what: str) -> str:
@@ -127,8 +132,92 @@ def _lengths(summary: Mapping[str, Any], plots: Mapping[str, str | None]) -> str
     return "<h2>Length distributions</h2>" + _table(headers, rows) + "".join(figures)
 
 
+def _figure(plots: Mapping[str, str | None], key: str, caption: str) -> str:
+    if not plots.get(key):
+        return ""
+    return (
+        f'<figure><img alt="{_esc(caption)}" src="{plots[key]}">'
+        f"<figcaption>{_esc(caption)}</figcaption></figure>"
+    )
+
+
+def _graph(summary: Mapping[str, Any], plots: Mapping[str, str | None]) -> str:
+    g = summary["graph"]
+    head = "<h2>Concept graph</h2>"
+    if g["status"] == NOT_RUN:
+        return head + _not_run("graph")
+    if "vertices" not in g and "edges" not in g:
+        return head + "<p>Committed without graph statistics.</p>"
+    rows = [["vertices", k, n] for k, n in g.get("vertices", {}).items()]
+    rows.append(["vertices", "total", g.get("vertices_total")])
+    rows += [["edges", k, n] for k, n in g.get("edges", {}).items()]
+    rows.append(["edges", "total", g.get("edges_total")])
+    rows += [["pruned", k, n] for k, n in g.get("pruned", {}).items()]
+    comp = g.get("components", {})
+    share = comp.get("largest_share")
+    rows += [
+        ["components", "count", comp.get("count")],
+        ["components", "largest size", comp.get("largest_size")],
+        ["components", "largest share", "" if share is None else f"{share:.1%}"],
+    ]
+    out = head + _table(["what", "kind", "count"], rows)
+    degree = g.get("degree", {})
+    keys = ("min", "p50", "mean", "p90", "p99", "max")
+    stats = [_round(degree.get(k)) for k in keys]
+    out += "<h3>Degree</h3>" + _table(keys, [stats])
+    histogram = degree.get("histogram") or []
+    if histogram:
+        rows = [[degree_label(int(lo)), n] for lo, n in histogram]
+        out += _table(["degree", "vertices"], rows)
+    return out + _figure(plots, "graph_degree", "vertex degree")
+
+
+def _combinations(summary: Mapping[str, Any]) -> str:
+    c = summary["combinations"]
+    head = "<h2>Combinations</h2>"
+    if c["status"] == NOT_RUN:
+        return head + _not_run("combinations")
+    rows = [[f"Level-{lvl}", n] for lvl, n in c["by_level"].items()]
+    out = head + _table(["level", "combinations"], [*rows, ["total", c["total"]]])
+    walks = c.get("walks") or {}
+    if walks:
+        reasons = walks.get("end_reasons") or {}
+        rows = [[k, v] for k, v in walks.items() if k != "end_reasons"]
+        rows += [[f"walks ended: {k}", v] for k, v in reasons.items()]
+        out += "<h3>Random walks (Level-3)</h3>" + _table(["figure", "value"], rows)
+    return out
+
+
+def _levels(summary: Mapping[str, Any]) -> str:
+    levels = summary["levels"]
+    counts = {t: row.get("by_level", NOT_RUN) for t, row in levels.items()}
+    keys = sorted({lvl for c in counts.values() if c != NOT_RUN for lvl in c}, key=int)
+    rows = [
+        [f"Level-{lvl}", *(NOT_RUN if c == NOT_RUN else c.get(lvl, 0) for c in counts.values())]
+        for lvl in keys or ["1", "2", "3"]
+    ]
+    headers = ["level", *(f"{t} rows" for t in counts)]
+    return "<h2>Rows per level</h2>" + _table(headers, rows)
+
+
+def _diversity(summary: Mapping[str, Any], plots: Mapping[str, str | None]) -> str:
+    d = summary["diversity"]
+    head = "<h2>Diversity</h2>"
+    if d["status"] == NOT_RUN:
+        return head + _not_run("questions")
+    note = (
+        f"<p>Cosine similarity of every pair of questions from the same source (combo_id), "
+        f"embedded with {_esc(d['model'])}, as in the paper's Figure 5; at most "
+        f"{d['max_sources_per_level']} sources per level. Lower means more diverse.</p>"
+    )
+    keys = ("num_sources", "num_questions", "num_pairs", "mean", "median", "p10", "p90")
+    rows = [[f"Level-{lvl}", *(f.get(k) for k in keys)] for lvl, f in d["levels"].items()]
+    headers = ["level", "sources", "questions", "pairs", "mean", "median", "p10", "p90"]
+    return head + note + _table(headers, rows) + _figure(plots, "diversity", "similarity")
+
+
 def render_html(summary: Mapping[str, Any], plots: Mapping[str, str | None]) -> str:
-    """The report page; ``plots`` maps a length name to a PNG data URI (or None)."""
+    """The report page; ``plots`` maps a figure name (see ``make_plots``) to a data URI."""
     links = summary["links"]
     dataset = links.get("dataset")
     title = f"SynthLLM report — snapshot {summary['snapshot']}"
@@ -143,6 +232,10 @@ def render_html(summary: Mapping[str, Any], plots: Mapping[str, str | None]) -> 
         + _quarantine(summary)
         + _tokens(summary)
         + _parse(summary)
+        + _graph(summary, plots)
+        + _combinations(summary)
+        + _levels(summary)
+        + _diversity(summary, plots)
         + _lengths(summary, plots)
         + "</body></html>"
     )

@@ -2,33 +2,57 @@
 
 ``python -m jobs.report.report --snapshot S``
 
-Reads each committed stage output's ``_stats.json``, the validation verdicts and the length
-columns of documents, questions and qa; any of them may be missing (the page then says
-"not run"). The page is one file with the histograms inlined, beside the Data Docs that the
-validate jobs uploaded to ``{reports}/data_docs/``. The report prefix is not committed with
+Reads each committed stage output's ``_stats.json`` (the concept graph's and the
+combinations' figures among them), the validation verdicts, and a few columns of documents,
+questions and qa: lengths, rows per level, and the questions' diversity (same-source cosine
+similarity, paper Figure 5). Any of them may be missing (the page then says "not run"). The
+page is one file with the plots inlined, beside the Data Docs that the validate jobs
+uploaded to ``{reports}/data_docs/``. The report prefix is not committed with
 StageOutput because that would replace the Data Docs; each file is written whole instead.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.cli import JobContext, base_parser, run_job
 from jobs.commit import STATS, SUCCESS, StageStats
 from jobs.layout import Layout
-from jobs.report.plots import data_uri, histogram_png
+from jobs.report.diversity import Embedder, minilm_embedder, question_diversity
+from jobs.report.plots import (
+    data_uri,
+    degree_histogram_png,
+    histogram_png,
+    similarity_density_png,
+)
 from jobs.report.render import render_html
-from jobs.report.summary import LENGTHS, STAGES, build_summary
+from jobs.report.summary import (
+    LENGTHS,
+    LEVEL_TABLES,
+    STAGES,
+    TableFigures,
+    build_summary,
+    level_counts,
+)
 from jobs.storage import Storage, join
 from jobs.tables import read_table
 from jobs.validate.results import RESULT_FILE
 from jobs.validate.suites import TABLES
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
 INDEX_FILE = "index.html"
+# The columns read of each table: lengths, rows per level, and the diversity's sources.
+READ_COLUMNS = {
+    "documents": ["text"],
+    "questions": ["combo_id", "level", "question"],
+    "qa": ["level", "answer"],
+}
 
 
 def _committed(storage: Storage, uri: str) -> bool:
@@ -53,33 +77,57 @@ def read_validations(storage: Storage, layout: Layout) -> dict[str, dict | None]
     return out
 
 
-def read_tables(storage: Storage, layout: Layout) -> tuple[dict, dict]:
-    """Row counts and character lengths of the committed tables, one column read per table.
+def read_tables(storage: Storage, layout: Layout) -> dict[str, pd.DataFrame | None]:
+    """The columns the report needs of each table in :data:`READ_COLUMNS`, read once each.
+
+    None for a table that is not committed.
+    """
+    frames: dict[str, pd.DataFrame | None] = {}
+    for table, columns in READ_COLUMNS.items():
+        uri = layout.table(table)
+        committed = _committed(storage, uri)
+        frames[table] = read_table(storage, uri, columns=columns) if committed else None
+    return frames
+
+
+def table_figures(frames: dict[str, pd.DataFrame | None], embed: Embedder) -> TableFigures:
+    """Row counts, lengths, rows per level and question diversity from the tables.
 
     Row counts come from the tables themselves: a stage's ``rows_out`` counts its own units
-    (questions.collect counts documents, not questions).
+    (questions.collect counts documents, not questions). ``embed`` is called only when the
+    questions table has two questions from one source.
     """
-    rows: dict[str, int] = {}
     lengths: dict[str, list[int] | None] = {}
     for name, (table, column) in LENGTHS.items():
-        uri = layout.table(table)
-        if not _committed(storage, uri):
-            lengths[name] = None
-            continue
-        values = read_table(storage, uri, columns=[column])[column]
-        rows[table] = len(values)
-        lengths[name] = [len(v) for v in values if isinstance(v, str)]
-    return rows, lengths
+        frame = frames.get(table)
+        lengths[name] = (
+            None if frame is None else [len(v) for v in frame[column] if isinstance(v, str)]
+        )
+    present = {t: f for t, f in frames.items() if f is not None}
+    questions = present.get("questions")
+    return TableFigures(
+        rows={t: len(f) for t, f in present.items()},
+        lengths=lengths,
+        levels={t: level_counts(present[t]["level"]) for t in LEVEL_TABLES if t in present},
+        diversity=None if questions is None else question_diversity(questions, embed),
+    )
 
 
-def make_plots(lengths: dict[str, list[int] | None]) -> dict[str, str | None]:
-    """One histogram (as a data URI) per length list that has values."""
+def make_plots(
+    summary: dict[str, Any], lengths: dict[str, list[int] | None]
+) -> dict[str, str | None]:
+    """Every figure of the page as a data URI (None where there is nothing to draw).
+
+    Keys: the names of :data:`LENGTHS`, ``graph_degree`` and ``diversity``.
+    """
     plots: dict[str, str | None] = {}
     for name, values in lengths.items():
-        if values:
-            plots[name] = data_uri(histogram_png(values, name.replace("_", " "), "characters"))
-        else:
-            plots[name] = None
+        png = histogram_png(values, name.replace("_", " "), "characters") if values else None
+        plots[name] = data_uri(png)
+    histogram = summary["graph"].get("degree", {}).get("histogram")
+    plots["graph_degree"] = data_uri(degree_histogram_png(histogram)) if histogram else None
+    levels = summary["diversity"].get("levels")
+    plots["diversity"] = data_uri(similarity_density_png(levels)) if levels else None
     return plots
 
 
@@ -91,18 +139,24 @@ def write_report(storage: Storage, reports_uri: str, summary: dict[str, Any], ht
     return uri
 
 
-def run(ctx: JobContext) -> StageStats:
-    """Gather the snapshot's numbers and write the report."""
+def run(ctx: JobContext, embed: Embedder | None = None) -> StageStats:
+    """Gather the snapshot's numbers and write the report.
+
+    ``embed`` defaults to the bundled MiniLM (``filter.embed_model_path`` when set), loaded
+    only if the questions table has pairs to compare.
+    """
     storage = Storage(ctx.cfg.storage)
     layout = ctx.layout
     stats = read_stage_stats(storage, layout)
-    table_rows, lengths = read_tables(storage, layout)
+    embed = embed or minilm_embedder(
+        ctx.cfg.filter.embed_model_path, ctx.cfg.filter.embed_batch_size
+    )
+    tables = table_figures(read_tables(storage, layout), embed)
     links = {"data_docs": "data_docs/index.html", "dataset": layout.dataset}
     validations = read_validations(storage, layout)
-    summary = build_summary(
-        ctx.snapshot, ctx.run_id, stats, validations, lengths, links, table_rows
-    )
-    uri = write_report(storage, layout.reports, summary, render_html(summary, make_plots(lengths)))
+    summary = build_summary(ctx.snapshot, ctx.run_id, stats, validations, links, tables)
+    plots = make_plots(summary, dict(tables.lengths))
+    uri = write_report(storage, layout.reports, summary, render_html(summary, plots))
     missing = [s for s, st in stats.items() if st is None]
     if missing:
         log.warning("report written without stages that have not run: %s", ", ".join(missing))

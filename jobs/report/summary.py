@@ -7,20 +7,28 @@ or table that has not run yet is reported as ``"not run"`` instead of failing.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from jobs.report.diversity import BIN_WIDTH, LEVELS, MAX_SOURCES, MODEL_NAME
 from jobs.validate.suites import TABLES, parse_failure_rate
 
 # Stage outputs in pipeline order, with the job that writes each (for the report's labels).
 STAGES = {
     "documents_raw": "ingest",
     "documents": "filter",
+    "doc_concepts": "concepts.collect",
+    "graph": "graph.build",
+    "combinations": "graph.combinations",
     "questions": "questions.collect",
     "qa": "answers.collect",
 }
 # Stages whose rows come from parsing model output.
-PARSED_STAGES = ("questions", "qa")
+PARSED_STAGES = ("doc_concepts", "questions", "qa")
+# Tables whose rows carry a generation level (the ``level`` column).
+LEVEL_TABLES = ("questions", "qa")
 # Length distributions: name -> (table, column).
 LENGTHS = {
     "document_chars": ("documents", "text"),
@@ -46,6 +54,27 @@ def length_stats(values: Sequence[int] | None) -> dict[str, float] | None:
         "p90": p90,
         "max": ordered[-1],
     }
+
+
+@dataclass(frozen=True)
+class TableFigures:
+    """What the report reads from the tables themselves rather than from ``_stats.json``.
+
+    ``rows``: rows per table; ``lengths``: character lengths per name of :data:`LENGTHS`;
+    ``levels``: rows per level per table of :data:`LEVEL_TABLES`; ``diversity``: the result
+    of :func:`jobs.report.diversity.question_diversity`. None marks a table not committed.
+    """
+
+    rows: Mapping[str, int] = field(default_factory=dict)
+    lengths: Mapping[str, Sequence[int] | None] = field(default_factory=dict)
+    levels: Mapping[str, Mapping[str, int] | None] = field(default_factory=dict)
+    diversity: Mapping[str, Mapping[str, Any]] | None = None
+
+
+def level_counts(levels: Iterable[Any]) -> dict[str, int]:
+    """Rows per generation level, as ``{"1": n, "2": n, "3": n}`` (plus any other level seen)."""
+    counts = Counter(str(int(v)) for v in levels if v is not None and v == v)
+    return {lvl: counts.get(lvl, 0) for lvl in sorted(set(LEVELS) | set(counts), key=int)}
 
 
 def _stage_row(stats: Mapping[str, Any] | None, table_rows: int | None) -> dict[str, Any]:
@@ -83,23 +112,78 @@ def _parse_row(stats: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"parse_failure_rate": round(rate, 4), "parse_success_rate": round(1 - rate, 4)}
 
 
+def _int_keys(counts: Mapping[Any, Any] | None) -> dict[str, Any]:
+    return {str(k): v for k, v in (counts or {}).items()}
+
+
+def graph_summary(stats: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The concept graph's figures, copied from the ``"graph"`` key of its ``_stats.json``.
+
+    Adds the totals of vertices and edges over their kinds; figures the graph job did not
+    record are left out rather than guessed.
+    """
+    if stats is None:
+        return {"status": NOT_RUN}
+    graph = stats.get("graph") or {}
+    out: dict[str, Any] = {"status": "committed"}
+    for kind in ("vertices", "edges"):
+        if kind in graph:
+            out[kind] = dict(graph[kind])
+            out[f"{kind}_total"] = sum(graph[kind].values())
+    for key in ("pruned", "degree", "components"):
+        if key in graph:
+            out[key] = dict(graph[key])
+    return out
+
+
+def combinations_summary(stats: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Combinations per level (all of 1-3, 0 when absent) and the random walks' figures."""
+    if stats is None:
+        return {"status": NOT_RUN}
+    by_level = _int_keys(stats.get("by_level"))
+    by_level = {lvl: by_level.get(lvl, 0) for lvl in sorted(set(LEVELS) | set(by_level), key=int)}
+    return {
+        "status": "committed",
+        "by_level": by_level,
+        "total": sum(by_level.values()),
+        "walks": dict(stats.get("walks") or {}),
+    }
+
+
+def _levels_row(counts: Mapping[str, int] | None) -> dict[str, Any]:
+    if counts is None:
+        return {"status": NOT_RUN}
+    return {"status": "committed", "by_level": dict(counts), "total": sum(counts.values())}
+
+
+def _diversity(levels: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    if levels is None:
+        return {"status": NOT_RUN}
+    return {
+        "status": "computed",
+        "model": MODEL_NAME,
+        "bin_width": BIN_WIDTH,
+        "max_sources_per_level": MAX_SOURCES,
+        "levels": {lvl: dict(f) for lvl, f in levels.items()},
+    }
+
+
 def build_summary(
     snapshot: str,
     run_id: str,
     stage_stats: Mapping[str, Mapping[str, Any] | None],
     validations: Mapping[str, Mapping[str, Any] | None],
-    lengths: Mapping[str, Sequence[int] | None],
     links: Mapping[str, str],
-    table_rows: Mapping[str, int] | None = None,
+    tables: TableFigures | None = None,
 ) -> dict[str, Any]:
     """Everything ``summary.json`` holds and ``index.html`` shows."""
     stats = {stage: stage_stats.get(stage) for stage in STAGES}
-    table_rows = table_rows or {}
+    tables = tables or TableFigures()
     tokens = {s: dict(st.get("tokens") or {}) for s, st in stats.items() if st is not None}
     return {
         "snapshot": snapshot,
         "run_id": run_id,
-        "stages": {s: _stage_row(st, table_rows.get(s)) for s, st in stats.items()},
+        "stages": {s: _stage_row(st, tables.rows.get(s)) for s, st in stats.items()},
         "quarantine": {
             stage: dict(st.get("quarantined_by_reason") or {})
             for stage, st in stats.items()
@@ -111,6 +195,10 @@ def build_summary(
         ),
         "parse": {stage: _parse_row(stats[stage]) for stage in PARSED_STAGES},
         "validation": {t: _validation_row(validations.get(t)) for t in TABLES},
-        "lengths": {name: length_stats(lengths.get(name)) for name in LENGTHS},
+        "lengths": {name: length_stats(tables.lengths.get(name)) for name in LENGTHS},
+        "graph": graph_summary(stats["graph"]),
+        "combinations": combinations_summary(stats["combinations"]),
+        "levels": {t: _levels_row(tables.levels.get(t)) for t in LEVEL_TABLES},
+        "diversity": _diversity(tables.diversity),
         "links": dict(links),
     }

@@ -19,7 +19,7 @@ from typing import Any
 
 from jobs.config import REPO_ROOT, PipelineConfig
 
-TABLES = ("documents", "questions", "qa")
+TABLES = ("documents", "doc_concepts", "questions", "qa")
 PARAM_KEY = "$PARAMETER"
 _TYPE_RE = re.compile(r"^expect_[a-z0-9_]+$")
 

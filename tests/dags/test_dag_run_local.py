@@ -23,6 +23,10 @@ MODULES = [
     "jobs.ingest.ingest",
     "jobs.filter.filter",
     "jobs.validate.validate",
+    "jobs.concepts.prepare",
+    "jobs.concepts.collect",
+    "jobs.graph.build",
+    "jobs.graph.combinations",
     "jobs.questions.prepare",
     "jobs.llm.run_shard",
     "jobs.questions.collect",
@@ -67,7 +71,16 @@ def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_
         "jobs.ingest.ingest",
         "jobs.filter.filter",
         "jobs.validate.validate",
+        "jobs.concepts.prepare",
+    ]
+    after_concepts = [m for m in modules if m != "jobs.llm.run_shard"][4:10]
+    assert after_concepts == [
+        "jobs.concepts.collect",
+        "jobs.validate.validate",
+        "jobs.graph.build",
+        "jobs.graph.combinations",
         "jobs.questions.prepare",
+        "jobs.questions.collect",
     ]
     assert modules[-4:] == [
         "jobs.answers.collect",
@@ -75,7 +88,7 @@ def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_
         "jobs.report.report",
         "jobs.publish.publish",
     ]
-    assert len(calls) == 11 + 2 * 3
+    assert len(calls) == 16 + 5 * 3  # 16 single jobs; concepts, 3 levels, answers x 3 shards
     for call in calls:
         argv = call["argv"]
         assert flag(argv, "--snapshot") == "cc-2026-10"
@@ -86,9 +99,10 @@ def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_
         for c in calls
         if c["module"] == "jobs.llm.run_shard"
     )
-    assert shards == [(t, f"{i}/3") for t in ("answers", "questions_l1") for i in range(3)]
+    tasks = ("answers", "concepts", "questions_l1", "questions_l2", "questions_l3")
+    assert shards == [(t, f"{i}/3") for t in tasks for i in range(3)]
     tables = [flag(c["argv"], "--table") for c in calls if c["module"] == "jobs.validate.validate"]
-    assert tables == ["documents", "questions", "qa"]
+    assert tables == ["documents", "doc_concepts", "questions", "qa"]
     assert_mapped_names_and_asset_event(run)
 
 
@@ -110,5 +124,7 @@ def assert_mapped_names_and_asset_event(run) -> None:
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
             .where(AssetModel.name == "synthllm_dataset")
         ).all()
-        assert names == ["--shard 0/3", "--shard 1/3", "--shard 2/3"]
+        assert names == [
+            f"--task questions_l{level} --shard {i}/3" for level in (1, 2, 3) for i in range(3)
+        ]
         assert [(e.source_task_id, e.source_run_id) for e in events] == [("publish", run.run_id)]

@@ -9,6 +9,12 @@ CHAIN = [
     "ingest",
     "filter",
     "validate_documents",
+    "concepts_prepare",
+    "concepts_generate",
+    "concepts_collect",
+    "validate_doc_concepts",
+    "build_graph",
+    "sample_combinations",
     "questions_prepare",
     "questions_generate",
     "questions_collect",
@@ -20,15 +26,21 @@ CHAIN = [
     "report",
     "publish",
 ]
-MAPPED = {"questions_generate", "answers_generate"}
+# Mapped task -> the task whose XCom it is mapped over.
+MAPPED = {
+    "concepts_generate": "shards",
+    "questions_generate": "level_shards",
+    "answers_generate": "shards",
+}
+HELPERS = {"shards", "level_shards"}
 
 
 def expected_upstream() -> dict[str, set[str]]:
-    upstream = {"shards": set(), CHAIN[0]: set()}
+    upstream = {**{h: set() for h in HELPERS}, CHAIN[0]: set()}
     for before, after in zip(CHAIN, CHAIN[1:], strict=False):
         upstream[after] = {before}
-    for task_id in MAPPED:
-        upstream[task_id].add("shards")
+    for task_id, source in MAPPED.items():
+        upstream[task_id].add(source)
     return upstream
 
 
@@ -38,16 +50,16 @@ def test_exact_task_ids_and_edges(generate_dag):
 
 
 def test_topological_order_follows_the_pipeline(generate_dag):
-    order = [t.task_id for t in generate_dag.topological_sort() if t.task_id != "shards"]
+    order = [t.task_id for t in generate_dag.topological_sort() if t.task_id not in HELPERS]
     assert order == CHAIN
 
 
 def test_llm_stages_are_mapped_over_the_shard_ids(generate_dag):
     for task in generate_dag.tasks:
         assert isinstance(task, MappedOperator) == (task.task_id in MAPPED), task.task_id
-    for task_id in MAPPED:
+    for task_id, source in MAPPED.items():
         task = generate_dag.get_task(task_id)
-        assert [op.task_id for op in task.iter_mapped_dependencies()] == ["shards"]
+        assert [op.task_id for op in task.iter_mapped_dependencies()] == [source]
         assert set(task.expand_input.value) == {"extra_argv"}
         assert task.partial_kwargs["module"] == "jobs.llm.run_shard"
 
@@ -55,8 +67,10 @@ def test_llm_stages_are_mapped_over_the_shard_ids(generate_dag):
 @pytest.mark.parametrize(
     ("task_id", "extra"),
     [
-        ("questions_generate", ["--task", "questions_l1"]),
+        ("concepts_generate", ["--task", "concepts"]),
         ("answers_generate", ["--task", "answers"]),
+        ("validate_doc_concepts", ["--table", "doc_concepts"]),
+        ("concepts_prepare", ["--num-shards", "{{ params.num_shards }}"]),
         ("validate_documents", ["--table", "documents"]),
         ("validate_questions", ["--table", "questions"]),
         ("validate_qa", ["--table", "qa"]),
@@ -76,6 +90,19 @@ def test_shard_ids_come_from_num_shards(generate_dag):
     assert shards(1) == ["0/1"]
     with pytest.raises(ValueError, match="num_shards must be >= 1"):
         shards("0")
+
+
+def test_question_instances_cover_every_level_and_shard(generate_dag):
+    level_shards = generate_dag.get_task("level_shards").python_callable
+    assert level_shards("2") == [
+        ["--task", f"questions_l{level}", "--shard", f"{i}/2"]
+        for level in (1, 2, 3)
+        for i in (0, 1)
+    ]
+    with pytest.raises(ValueError, match="num_shards must be >= 1"):
+        level_shards(0)
+    task = generate_dag.get_task("questions_generate")
+    assert "--task" not in task.partial_kwargs["argv"]  # each instance names its level
 
 
 def test_publish_updates_the_dataset_asset(generate_dag):

@@ -71,7 +71,7 @@ def test_refuses_when_validations_are_missing_or_failed(env):
     with pytest.raises(PublishRefusedError, match="documents: no committed validation") as exc:
         publish(root)
     assert "questions: no committed" in str(exc.value) and "qa: no committed" in str(exc.value)
-    set_verdicts(storage, layout, documents=True, questions=True, qa=False)
+    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=False)
     with pytest.raises(PublishRefusedError, match=r"qa: validation failed .*not_be_null\(answer\)"):
         publish(root)
     assert not storage.exists(layout.dataset)
@@ -79,7 +79,7 @@ def test_refuses_when_validations_are_missing_or_failed(env):
 
 def test_refuses_when_qa_is_not_committed(env):
     root, storage, layout = env
-    set_verdicts(storage, layout, documents=True, questions=True, qa=True)
+    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=True)
     storage.delete(join(layout.table("qa"), "_SUCCESS"))
     with pytest.raises(UncommittedInputError, match="qa"):
         publish(root)
@@ -87,7 +87,7 @@ def test_refuses_when_qa_is_not_committed(env):
 
 def test_publishes_files_with_checksums_manifest_and_card(env, capsys):
     root, storage, layout = env
-    set_verdicts(storage, layout, documents=True, questions=True, qa=True)
+    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=True)
     assert publish(root) == 0
     out = capsys.readouterr().out
     assert f"dataset: {layout.dataset}" in out
@@ -122,14 +122,68 @@ def test_publishes_files_with_checksums_manifest_and_card(env, capsys):
     assert "| `final_answer` | string |" in card and "| qa | 3 |" in card
     assert "| `source_doc_ids` | list<string> |" in card
     assert "135M" in card and "| PSF-2.0 | 2 |" in card
+    assert manifest["levels"] == {
+        "questions": {"1": 3, "2": 0, "3": 0}, "qa": {"1": 3, "2": 0, "3": 0},
+    }  # fmt: skip
+    assert manifest["graph"] is None
+    assert "Concept graph: not built for this snapshot." in card
+    assert "| 1 | questions extracted from, or inspired by, one reference document;" in card
+    level_rows = [
+        line for line in card.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |"))
+    ]
+    assert [row.rsplit("|", 3)[1:3] for row in level_rows] == [
+        [" 3 ", " 3 "], [" 0 ", " 0 "], [" 0 ", " 0 "],
+    ]  # fmt: skip
 
 
 def test_republish_replaces_the_dataset_with_identical_bytes(env):
     root, storage, layout = env
-    set_verdicts(storage, layout, documents=True, questions=True, qa=True)
+    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=True)
     publish(root)
     first = storage.read_json(join(layout.dataset, "manifest.json"))["files"]
     storage.write_text(join(layout.dataset, "stale.txt"), "from an old run")
     publish(root)
     assert storage.read_json(join(layout.dataset, "manifest.json"))["files"] == first
     assert not storage.exists(join(layout.dataset, "stale.txt"))
+
+
+def test_card_counts_rows_per_level_and_describes_the_graph(env):
+    root, storage, layout = env
+    questions = good_rows("questions")
+    questions[1]["level"], questions[2]["level"] = 2, 3
+    commit_table(
+        storage, layout.table("questions"), StageStats(3, 3), questions, schema("questions")
+    )
+    qa_rows = good_rows("qa")
+    qa_rows[0]["level"], qa_rows[1]["level"] = 3, 3
+    commit_table(storage, layout.table("qa"), StageStats(3, 3), qa_rows, schema("qa"))
+    graph = {
+        "vertices": {"topic": 40, "concept": 360},
+        "edges": {"topic_topic": 50, "topic_concept": 900, "concept_concept": 2050},
+        "components": {"count": 3, "largest_size": 388, "largest_share": 0.97},
+    }
+    commit_table(storage, layout.table("graph"), StageStats(400, 400, extra={"graph": graph}))
+    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=True)
+    assert publish(root) == 0
+    manifest = storage.read_json(join(layout.dataset, "manifest.json"))
+    assert manifest["levels"] == {
+        "questions": {"1": 1, "2": 1, "3": 1}, "qa": {"1": 1, "2": 0, "3": 2},
+    }  # fmt: skip
+    assert manifest["graph"] == {
+        "vertices": 400, "edges": 3000, "components": 3, "largest_component_share": 0.97,
+    }  # fmt: skip
+    card = storage.read_text(join(layout.dataset, "README.md"))
+    level_rows = [
+        line for line in card.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |"))
+    ]
+    assert [row.rsplit("|", 3)[1:3] for row in level_rows] == [
+        [" 1 ", " 1 "], [" 1 ", " 0 "], [" 1 ", " 2 "],
+    ]  # fmt: skip
+    assert "2-3 key concepts extracted from one document" in level_rows[1]
+    assert "weighted random walks on the global concept co-occurrence graph" in level_rows[2]
+    assert "top-2 reference documents by Jaccard similarity" in level_rows[2]
+    assert "`source_doc_ids` lead back to the corpus documents" in card
+    assert (
+        "Concept graph: 400 vertices (topics and key concepts), 3000 co-occurrence edges; the "
+        "largest connected component holds 97.0% of the vertices." in card
+    )

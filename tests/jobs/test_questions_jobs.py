@@ -1,4 +1,7 @@
-"""questions.prepare and questions.collect on tiny committed tables and hand-written responses."""
+"""questions.prepare and questions.collect on tiny committed tables and hand-written responses.
+
+Level-1 is exercised in depth; Levels 2 and 3 add their own prompts, parsers and provenance.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,14 @@ from jobs.llm.results import IncompleteTaskError
 from jobs.llm.tasks import get_task
 from jobs.questions import collect, prepare
 from jobs.questions.collect import question_id
-from jobs.questions.prompts import PREFILL, PROMPT_VERSION, TRUNCATION_MARK
+from jobs.questions.prompts import (
+    CONCEPT_PREFILL,
+    PREFILL,
+    PROMPT_VERSION,
+    PROMPT_VERSION_L2,
+    PROMPT_VERSION_L3,
+    TRUNCATION_MARK,
+)
 from jobs.storage import Storage, join
 from jobs.tables import read_table
 
@@ -38,6 +48,15 @@ def make_ctx(cfg, num_shards=None, attempt="1") -> JobContext:
     return JobContext(cfg, SNAP, "test-run", attempt, Layout(cfg.storage.root_uri, SNAP), args)
 
 
+# doc_id -> (edu_level, [(topic, [concepts])]) as concept extraction would have committed it.
+CONCEPTS = {
+    "d-a": ("middle_school", [("Prime numbers", ["Divisor", "Prime counting"])]),
+    "d-b": ("high_school", [("Geometry", ["Pythagorean theorem", "Right triangle"])]),
+}
+# Level-3 walks: (walk_id, topics, concepts, reference documents).
+WALKS = [("w-0-abc", ["Geometry", "Prime numbers"], ["Right triangle", "Divisor"], ["d-b", "d-a"])]
+
+
 def commit_documents(cfg, rows=DOCS) -> None:
     table = [
         {"doc_id": d, "text": t, "source": "x.jsonl", "domain_score": s, "filter_reason": "kept"}
@@ -47,15 +66,49 @@ def commit_documents(cfg, rows=DOCS) -> None:
     commit_table(Storage(cfg.storage), uri, rows=table)
 
 
+def combo(cid, level, refs, topics=(), concepts=()):
+    return {"combo_id": cid, "level": level, "topics": list(topics), "concepts": list(concepts),
+            "ref_doc_ids": list(refs)}  # fmt: skip
+
+
+def commit_inputs(cfg, rows=DOCS, concepts=None, walks=()) -> None:
+    """documents, doc_concepts and combinations as the upstream stages commit them.
+
+    Level-1 combinations are the ``generation.max_documents`` best documents (the rule the
+    combinations job applies); Level-2 one per document with concepts; Level-3 ``walks``.
+    """
+    import pandas as pd
+
+    commit_documents(cfg, rows)
+    concepts = {} if concepts is None else concepts
+    storage, layout = Storage(cfg.storage), Layout(cfg.storage.root_uri, SNAP)
+    concept_rows = [
+        {"doc_id": d, "edu_level": lvl, "topic": t, "concept": c}
+        for d, (lvl, topics) in concepts.items()
+        for t, cs in topics
+        for c in cs
+    ]
+    commit_table(storage, layout.table("doc_concepts"), rows=concept_rows or None)
+    docs = pd.DataFrame([{"doc_id": d, "domain_score": s} for d, s, _ in rows])
+    l1 = prepare.select_documents(docs, cfg.generation.max_documents)["doc_id"]
+    combos = [combo(f"l1-{d}", 1, [d]) for d in l1]
+    combos += [
+        combo(f"l2-{d}", 2, [d], [t for t, _ in topics], [c for _, cs in topics for c in cs])
+        for d, (_, topics) in concepts.items()
+    ]
+    combos += [combo(f"l3-{w}", 3, refs, t, c) for w, t, c, refs in walks]
+    commit_table(storage, layout.table("combinations"), rows=combos)
+
+
 @pytest.fixture
 def cfg(make_config):
     c = make_config("generation.max_documents=4", "generation.max_prompt_chars=500")
-    commit_documents(c)
+    commit_inputs(c)
     return c
 
 
-def request_lines(storage: Storage, cfg, name: str) -> list[dict]:
-    uri = join(Layout(cfg.storage.root_uri, SNAP).llm_task("questions_l1"), "requests", name)
+def request_lines(storage: Storage, cfg, name: str, task: str = "questions_l1") -> list[dict]:
+    uri = join(Layout(cfg.storage.root_uri, SNAP).llm_task(task), "requests", name)
     return [json.loads(x) for x in storage.read_text(uri).splitlines()]
 
 
@@ -85,7 +138,8 @@ def test_prepare_selects_top_documents_and_writes_round_robin_shards(cfg):
     assert body["messages"][-1] == {"role": "assistant", "content": PREFILL}
     long_prompt = s1[1]["body"]["messages"][3]["content"]
     assert TRUNCATION_MARK in long_prompt
-    assert (stats.rows_in, stats.rows_out, stats.extra["documents_available"]) == (4, 4, 5)
+    assert (stats.rows_in, stats.rows_out) == (4, 4)
+    assert stats.extra["requests_by_level"] == {"1": 4, "2": 0, "3": 0}
 
 
 def test_prepare_manifest_and_stats(cfg):
@@ -120,13 +174,14 @@ def test_prepare_is_byte_identical_on_rerun_and_keeps_responses(cfg):
 
 def test_prepare_clears_responses_when_the_request_set_changes(make_config):
     cfg = make_config("generation.max_documents=2")
-    commit_documents(cfg)
+    commit_inputs(cfg)
     storage = Storage(cfg.storage)
     task = Layout(cfg.storage.root_uri, SNAP).llm_task("questions_l1")
     prepare.run(make_ctx(cfg, num_shards=1))
     storage.write_text(join(task, "responses", "shard-00000-of-00001.jsonl"), "old\n")
     storage.write_text(join(task, "responses", "shard-00000-of-00001.done"), "{}")
     bigger = make_config("generation.max_documents=3")
+    commit_inputs(bigger)
     prepare.run(make_ctx(bigger, num_shards=1))
     assert not storage.exists(join(task, "responses"))
     assert len(request_lines(storage, bigger, "shard-00000-of-00001.jsonl")) == 3
@@ -134,15 +189,15 @@ def test_prepare_clears_responses_when_the_request_set_changes(make_config):
 
 def test_prepare_writes_empty_shards_when_documents_are_few(make_config):
     cfg = make_config()
-    commit_documents(cfg, DOCS[:1])
+    commit_inputs(cfg, DOCS[:1])
     prepare.run(make_ctx(cfg, num_shards=3))
     storage = Storage(cfg.storage)
     assert len(request_lines(storage, cfg, "shard-00000-of-00003.jsonl")) == 1
     assert request_lines(storage, cfg, "shard-00002-of-00003.jsonl") == []
 
 
-def test_prepare_refuses_uncommitted_documents(make_config):
-    with pytest.raises(UncommittedInputError, match="documents"):
+def test_prepare_refuses_uncommitted_inputs(make_config):
+    with pytest.raises(UncommittedInputError, match="combinations"):
         prepare.run(make_ctx(make_config(), num_shards=1))
 
 
@@ -170,9 +225,11 @@ OK_TEXT = block(
 MODEL = "smollm2-135m-instruct"
 
 
-def write_responses(storage, cfg, shard: str, responses, done=True, extra_lines=()):
+def write_responses(
+    storage, cfg, shard: str, responses, done=True, extra_lines=(), task="questions_l1"
+):
     """Hand-written journal lines: (ChatResponse, first_attempt_or_None)."""
-    task = Layout(cfg.storage.root_uri, SNAP).llm_task("questions_l1")
+    task = Layout(cfg.storage.root_uri, SNAP).llm_task(task)
     lines = [response_to_line(r, MODEL, 2 if f else 1, f) for r, f in responses]
     storage.write_text(
         join(task, "responses", shard + ".jsonl"), dumps_lines([*lines, *extra_lines])
@@ -185,11 +242,19 @@ def resp(cid, text, p=100, c=20, finish="stop", error=None):
     return ChatResponse(cid, text, p, c, finish, error)
 
 
+def finish_empty_levels(storage, cfg, num_shards, tasks=("questions_l2", "questions_l3")):
+    """Mark the shards of levels without combinations done, as the runner does."""
+    for task in tasks:
+        for i in range(num_shards):
+            write_responses(storage, cfg, f"shard-{i:05d}-of-{num_shards:05d}", [], task=task)
+
+
 @pytest.fixture
 def answered(cfg):
     """Four documents in two shards: ok | error  and  repaired-garbled | not suitable."""
     prepare.run(make_ctx(cfg, num_shards=2))
     storage = Storage(cfg.storage)
+    finish_empty_levels(storage, cfg, 2)
     write_responses(
         storage,
         cfg,
@@ -322,8 +387,9 @@ def test_prepare_run_shard_collect_end_to_end(cfg):
 
     prepare.run(make_ctx(cfg, num_shards=2))
     storage, layout = Storage(cfg.storage), Layout(cfg.storage.root_uri, SNAP)
-    for i in range(2):
-        run_shard(storage, layout, get_task("questions_l1"), ShardSpec(i, 2), ScriptedEngine(), cfg)
+    for task in ("questions_l1", "questions_l2", "questions_l3"):
+        for i in range(2):
+            run_shard(storage, layout, get_task(task), ShardSpec(i, 2), ScriptedEngine(), cfg)
     stats = collect.run(make_ctx(cfg))
     assert (stats.rows_in, stats.rows_out, stats.quarantined) == (4, 3, {"not_suitable": 1})
     assert stats.extra["num_repaired"] == 3
@@ -331,3 +397,113 @@ def test_prepare_run_shard_collect_end_to_end(cfg):
     table = read_table(storage, layout.table("questions"))
     assert sorted(table["combo_id"]) == ["l1-d-a", "l1-d-b", "l1-d-mid"]
     assert set(table["model"]) == {"scripted"}
+
+
+# -- Levels 2 and 3 --------------------------------------------------------------------------
+
+
+def concept_block(n, concepts, q):
+    return f"<Q{n}>\nSelected Concepts: [{', '.join(concepts)}]\nQuestion: {q}\n</Q{n}>\n"
+
+
+@pytest.fixture
+def cfg_levels(make_config):
+    c = make_config(
+        "generation.max_documents=4",
+        "generation.max_prompt_chars=600",
+        "questions.num_questions_l2=4",
+        "questions.num_questions_l3=2",
+    )
+    commit_inputs(c, concepts=CONCEPTS, walks=WALKS)
+    return c
+
+
+def test_prepare_writes_level_2_and_3_requests_with_their_concepts_and_documents(cfg_levels):
+    cfg = cfg_levels
+    stats = prepare.run(make_ctx(cfg, num_shards=1))
+    storage = Storage(cfg.storage)
+    name = "shard-00000-of-00001.jsonl"
+    l2 = request_lines(storage, cfg, name, "questions_l2")
+    l3 = request_lines(storage, cfg, name, "questions_l3")
+    assert [r["custom_id"] for r in l2] == ["l2-d-a", "l2-d-b"]
+    assert [r["custom_id"] for r in l3] == ["l3-w-0-abc"]
+    user_l2 = l2[0]["body"]["messages"][-2]["content"]
+    assert "How many primes are below 20?" in user_l2
+    assert "Prime numbers" in user_l2 and "Prime counting" in user_l2
+    assert "Pythagorean" not in user_l2  # only the document's own concepts
+    assert l2[0]["body"]["messages"][-1] == {"role": "assistant", "content": CONCEPT_PREFILL}
+    user_l3 = l3[0]["body"]["messages"][-2]["content"]
+    for text in ("Right triangle", "Divisor", "Geometry", "a^2+b^2=c^2", "primes are below 20"):
+        assert text in user_l3
+    assert stats.extra["requests_by_level"] == {"1": 4, "2": 2, "3": 1}
+    assert (stats.rows_in, stats.rows_out) == (7, 7)
+    manifest = storage.read_json(
+        join(
+            Layout(cfg.storage.root_uri, SNAP).llm_task("questions_l3"),
+            "requests",
+            "_manifest.json",
+        )
+    )
+    assert manifest["prompt_version"] == PROMPT_VERSION_L3
+
+
+def test_prepare_bounds_levels_2_and_3_and_counts_missing_documents(make_config):
+    cfg = make_config("generation.max_documents=4", "questions.max_combinations_l2=1")
+    walks = [*WALKS, ("w-1-zzz", ["Geometry"], ["Divisor", "Right triangle"], ["d-gone"])]
+    commit_inputs(cfg, concepts=CONCEPTS, walks=walks)
+    stats = prepare.run(make_ctx(cfg, num_shards=1))
+    assert stats.extra["requests_by_level"] == {"1": 4, "2": 1, "3": 1}
+    assert stats.quarantined == {"l3_missing_document": 1}
+    stats.check_balance()
+
+
+def test_collect_levels_2_and_3_carry_concepts_and_sources(cfg_levels):
+    cfg = cfg_levels
+    prepare.run(make_ctx(cfg, num_shards=1))
+    storage = Storage(cfg.storage)
+    shard = "shard-00000-of-00001"
+    write_responses(storage, cfg, shard, [(resp(f"l1-{d}", OK_TEXT), None)
+                                          for d in ("d-a", "d-b", "d-c", "d-mid")])  # fmt: skip
+    l2_text = concept_block(1, ["Divisor", "Prime counting"], "How many divisors does $36$ have?")
+    write_responses(
+        storage, cfg, shard,
+        [(resp("l2-d-a", l2_text), None), (resp("l2-d-b", "I cannot help"), None)],
+        task="questions_l2",
+    )  # fmt: skip
+    l3_text = concept_block(
+        1,
+        ["Right triangle", "Divisor"],
+        "A right triangle has integer legs dividing $12$. Find them.",
+    )
+    write_responses(storage, cfg, shard, [(resp("l3-w-0-abc", l3_text), None)], task="questions_l3")
+    stats = collect.run(make_ctx(cfg))
+    table = read_table(storage, Layout(cfg.storage.root_uri, SNAP).table("questions"))
+    by_combo = {c: g for c, g in table.groupby("combo_id")}
+    l2 = by_combo["l2-d-a"].iloc[0]
+    assert (l2["level"], list(l2["selected_concepts"])) == (2, ["Divisor", "Prime counting"])
+    assert (list(l2["source_doc_ids"]), l2["edu_level"], l2["orig_tag"]) == (
+        ["d-a"], "middle_school", "newly_created",
+    )  # fmt: skip
+    assert l2["prompt_version"] == PROMPT_VERSION_L2
+    l3 = by_combo["l3-w-0-abc"].iloc[0]
+    assert (l3["level"], list(l3["source_doc_ids"])) == (3, ["d-b", "d-a"])
+    assert list(l3["selected_concepts"]) == ["Right triangle", "Divisor"]
+    assert l3["edu_level"] is None
+    assert stats.extra["by_level"]["2"] == {
+        "combinations": 2,
+        "with_questions": 1,
+        "questions": 1,
+        "quarantined": {"unparseable": 1},
+    }  # fmt: skip
+    assert stats.extra["by_level"]["3"]["questions"] == 1
+    assert stats.extra["by_level"]["1"]["questions"] == 8
+    assert (stats.rows_in, stats.rows_out) == (7, 6)
+    stats.check_balance()
+
+
+def test_registered_level_tasks_parse_their_own_format():
+    l2, l3 = get_task("questions_l2"), get_task("questions_l3")
+    text = concept_block(1, ["a", "b"], "What is the sum of the first $10$ odd numbers?")
+    assert l2.is_parseable(text) and l3.is_parseable(text)
+    assert not l2.is_parseable("Here you go: what is x?")
+    assert l2.repair_prefill == CONCEPT_PREFILL

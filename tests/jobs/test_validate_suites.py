@@ -104,7 +104,7 @@ def test_parse_failure_rate_prefers_the_recorded_rate():
 # -- good fixtures pass ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table", ["documents", "questions", "qa"])
+@pytest.mark.parametrize("table", ["documents", "doc_concepts", "questions", "qa"])
 def test_good_fixture_passes(tmp_path, table):
     result = validate(table, good_rows(table), tmp_path / "site")
     assert result["success"] is True, result["critical_failures"]
@@ -135,6 +135,8 @@ UNIQUE = "expect_column_values_to_be_unique"
 IN_SET = "expect_column_values_to_be_in_set"
 LENGTHS = "expect_column_value_lengths_to_be_between"
 BETWEEN = "expect_column_values_to_be_between"
+REGEX = "expect_column_values_to_match_regex"
+COMPOUND = "expect_compound_columns_to_be_unique"
 
 
 def _set(table, index, **changes):
@@ -155,6 +157,12 @@ def _docs_dup_id():
     return rows
 
 
+def _concept_twice():
+    rows = good_rows("doc_concepts")
+    rows.append(dict(rows[0], concept_raw="1.3 discriminant"))
+    return rows
+
+
 BROKEN = {
     "null doc_id": ("documents", lambda: _set("documents", 1, doc_id=None),
                     {("documents", NULL, "doc_id")}),
@@ -169,8 +177,17 @@ BROKEN = {
                       {("questions", IN_SET, "edu_level")}),
     "bad orig_tag": ("questions", lambda: _set("questions", 1, orig_tag="rephrased"),
                      {("questions", IN_SET, "orig_tag")}),
-    "level 2": ("questions", lambda: _set("questions", 1, level=2),
+    "level 4": ("questions", lambda: _set("questions", 1, level=4),
                 {("questions", IN_SET, "level")}),
+    "null topic_id": ("doc_concepts", lambda: _set("doc_concepts", 0, topic_id=None),
+                      {("doc_concepts", NULL, "topic_id")}),
+    "concept id without prefix": ("doc_concepts",
+                                  lambda: _set("doc_concepts", 1, concept_id="vertex form"),
+                                  {("doc_concepts", REGEX, "concept_id")}),
+    "concept listed twice": ("doc_concepts", _concept_twice,
+                             {("doc_concepts", COMPOUND, "")}),
+    "bad P-K level": ("doc_concepts", lambda: _set("doc_concepts", 2, edu_level="university"),
+                      {("doc_concepts", IN_SET, "edu_level")}),
     "question too short": ("questions", lambda: _set("questions", 2, question="Why?"),
                            {("questions", LENGTHS, "question")}),
     "null answer": ("qa", lambda: _set("qa", 0, answer=None), {("qa", NULL, "answer")}),

@@ -1,4 +1,4 @@
-"""Request sets and response sets of one LLM task, shared by the questions and answers stages.
+"""Request sets and response sets of one LLM task, shared by every LLM stage.
 
 ``publish_requests`` writes the request shards atomically and, when the request set differs
 from the committed one, withdraws the old responses first, so a collector never pairs new
@@ -9,12 +9,14 @@ are not all finished, and returns each request with its response (or None).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobs.cli import JobContext, base_parser
 from jobs.commit import MANIFEST, SUCCESS, StageOutput, StageStats, require_committed
 from jobs.layout import Layout
 from jobs.llm.batchfile import ResponseLine, read_requests, read_responses, write_request_shards
@@ -104,6 +106,51 @@ def publish_requests(
     out.commit(body, stats)
     log.info("%d requests in %d shards under %s", len(requests), num_shards, requests_uri)
     return fingerprint
+
+
+def commit_requests(
+    ctx: JobContext,
+    job: str,
+    task: str,
+    requests: Sequence[ChatRequest],
+    stats: StageStats,
+    inputs: list[str],
+    prompt_version: str,
+) -> str:
+    """Commit one prepare job's requests for ``task`` with its manifest (a prepare job's end).
+
+    The shard count is ``--num-shards`` when the caller gave one, else
+    ``generation.num_shards``. Returns the request-set fingerprint.
+    """
+    stats.check_balance()
+    gen = ctx.cfg.generation
+    manifest = ctx.manifest(job, inputs, task=task, prompt_version=prompt_version)
+    num_shards = getattr(ctx.args, "num_shards", None) or gen.num_shards
+    storage = Storage(ctx.cfg.storage)
+    return publish_requests(
+        storage,
+        ctx.layout.llm_task(task),
+        ctx.attempt,
+        requests,
+        num_shards,
+        gen.model,
+        manifest,
+        stats,
+    )
+
+
+def prepare_parser(description: str) -> argparse.ArgumentParser:
+    """The base job flags plus ``--num-shards`` (default: generation.num_shards)."""
+    p = base_parser(description)
+    p.add_argument("--num-shards", type=_positive, default=None, help="request shards to write")
+    return p
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return number
 
 
 @dataclass

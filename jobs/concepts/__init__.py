@@ -1,0 +1,1 @@
+"""Topic and key-concept extraction (P-K): prompt, parser and node identity."""

@@ -1,0 +1,1 @@
+"""Level-3 concept graph: co-occurrence graph, random-walk sampling, reference grounding."""

@@ -1,0 +1,233 @@
+"""The Level-3 co-occurrence graph over topics and key concepts (paper §1.2, Level-3).
+
+Nodes are the distinct topic and concept ids of ``doc_concepts``; two nodes are linked when
+they occur in the same document, whatever topic a concept was listed under (the paper: "u and
+v are linked whenever they co-occur in the same document"). So a concept listed under topic A
+is also linked to topic B of the same document. ``freq`` is the number of distinct documents
+shared by the two ends and ``weight = ln(freq + eps)``, so a softmax over weights draws
+neighbours in proportion to ``freq + eps`` (paper §5 item 4).
+
+Edge storage: ``topic_topic`` and ``concept_concept`` edges are undirected and stored once with
+``src < dst``; ``topic_concept`` edges are stored with the topic as ``src``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+EDGE_KINDS = ("topic_topic", "topic_concept", "concept_concept")
+NODE_KINDS = ("topic", "concept")
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    """Knobs of the graph build.
+
+    ``eps``: the paper's ε in ``w = ln(freq + ε)``; the paper gives no value, 0.01 keeps the
+    walk within 1% of frequency-proportional. ``min_doc_freq``: nodes seen in fewer documents
+    are dropped with their edges. ``max_degree``: keep at most this many edges per node and
+    edge kind (None: no cap), see :func:`build_graph`.
+    """
+
+    eps: float = 0.01
+    min_doc_freq: int = 1
+    max_degree: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eps: expected a finite number >= 0, got {self.eps!r}")
+        if isinstance(self.min_doc_freq, bool) or not isinstance(self.min_doc_freq, int):
+            raise ValueError(f"min_doc_freq: expected an int, got {self.min_doc_freq!r}")
+        if self.min_doc_freq < 1:
+            raise ValueError(f"min_doc_freq: expected >= 1, got {self.min_doc_freq}")
+        if self.max_degree is not None and (
+            isinstance(self.max_degree, bool)
+            or not isinstance(self.max_degree, int)
+            or self.max_degree < 1
+        ):
+            raise ValueError(f"max_degree: expected None or an int >= 1, got {self.max_degree!r}")
+
+
+def _doc_nodes(doc_concepts: DataFrame) -> DataFrame:
+    """Distinct (doc_id, id, kind, name) over the topic and concept columns."""
+    from pyspark.sql import functions as F
+
+    cols = set(doc_concepts.columns)
+
+    def side(id_col: str, name_col: str, kind: str) -> DataFrame:
+        # Without a display-name column the id itself is the most useful name.
+        name = F.col(name_col) if name_col in cols else F.col(id_col)
+        return doc_concepts.filter(F.col(id_col).isNotNull()).select(
+            "doc_id",
+            F.col(id_col).alias("id"),
+            F.lit(kind).alias("kind"),
+            name.cast("string").alias("name"),
+        )
+
+    return side("topic_id", "topic", "topic").unionByName(side("concept_id", "concept", "concept"))
+
+
+def _edge_kind(a_kind, b_kind):
+    from pyspark.sql import functions as F
+
+    return (
+        F.when((a_kind == "topic") & (b_kind == "topic"), "topic_topic")
+        .when((a_kind == "concept") & (b_kind == "concept"), "concept_concept")
+        .otherwise("topic_concept")
+    )
+
+
+def _cap_degree(edges: DataFrame, max_degree: int) -> DataFrame:
+    """``edges`` plus ``worst_rank``: the larger of the edge's ranks at its two ends."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    keys = ["src", "dst", "kind", "freq"]
+    ends = edges.select(*keys, F.col("src").alias("node"), F.col("dst").alias("nbr")).unionByName(
+        edges.select(*keys, F.col("dst").alias("node"), F.col("src").alias("nbr"))
+    )
+    # Per (node, kind): the cap applies within each sub-graph, so a topic's many concept
+    # edges cannot crowd out its few topic edges (the walk uses each sub-graph on its own).
+    rank = Window.partitionBy("node", "kind").orderBy(F.col("freq").desc(), F.col("nbr").asc())
+    return (
+        ends.withColumn("rank", F.row_number().over(rank))
+        .groupBy(*keys)
+        .agg(F.max("rank").alias("worst_rank"))
+    )
+
+
+def build_graph(doc_concepts: DataFrame, params: GraphParams) -> tuple[DataFrame, DataFrame, dict]:
+    """Build ``(vertices, edges, pruned)`` from one row per (document, topic, concept).
+
+    vertices: ``id, name, kind ('topic'|'concept'), doc_freq`` (distinct documents); ``name`` is
+    the smallest display name seen (``topic``/``concept`` columns, else the id).
+    edges: ``src, dst, kind, freq, weight`` as described in the module docstring, no self loops.
+    pruned: ``{"vertices_below_min_doc_freq": n, "edges_over_max_degree": n}``.
+
+    ``max_degree``: every node ranks its edges of each kind by ``freq`` desc, then neighbour id
+    asc; an edge survives only if BOTH ends rank it within ``max_degree``, so the cap holds for
+    every node (keeping it when either end wants it would let hubs exceed the cap). When the
+    cap is set the ranked edge table is persisted, because it is both counted and returned.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    nodes = _doc_nodes(doc_concepts)
+    vertices = nodes.groupBy("id", "kind").agg(
+        F.min("name").alias("name"), F.countDistinct("doc_id").alias("doc_freq")
+    )
+    pruned = {"vertices_below_min_doc_freq": 0, "edges_over_max_degree": 0}
+    doc_nodes = nodes.select("doc_id", "id", "kind").distinct()
+    if params.min_doc_freq > 1:
+        below = F.col("doc_freq") < params.min_doc_freq
+        pruned["vertices_below_min_doc_freq"] = vertices.filter(below).count()
+        vertices = vertices.filter(~below)
+        doc_nodes = doc_nodes.join(vertices.select("id"), "id", "left_semi")
+
+    a, b = doc_nodes.alias("a"), doc_nodes.alias("b")
+    # a.id < b.id: each unordered pair once per document, and no self loops.
+    pairs = a.join(b, (F.col("a.doc_id") == F.col("b.doc_id")) & (F.col("a.id") < F.col("b.id")))
+    topic_first = (F.col("a.kind") == "concept") & (F.col("b.kind") == "topic")
+    edges = (
+        pairs.select(
+            F.when(topic_first, F.col("b.id")).otherwise(F.col("a.id")).alias("src"),
+            F.when(topic_first, F.col("a.id")).otherwise(F.col("b.id")).alias("dst"),
+            _edge_kind(F.col("a.kind"), F.col("b.kind")).alias("kind"),
+        )
+        # doc_nodes is distinct per (doc, node), so a row count is a distinct-document count.
+        .groupBy("src", "dst", "kind")
+        .agg(F.count(F.lit(1)).alias("freq"))
+    )
+    if params.max_degree is not None:
+        ranked = _cap_degree(edges, params.max_degree).persist(StorageLevel.MEMORY_AND_DISK)
+        over = F.col("worst_rank") > params.max_degree
+        pruned["edges_over_max_degree"] = ranked.filter(over).count()
+        edges = ranked.filter(~over).drop("worst_rank")
+    edges = edges.withColumn("weight", F.log(F.col("freq").cast("double") + F.lit(params.eps)))
+    vertices = vertices.select(
+        "id", "name", "kind", F.col("doc_freq").cast("long").alias("doc_freq")
+    )
+    return vertices, edges.select("src", "dst", "kind", "freq", "weight"), pruned
+
+
+def _degree_summary(vertices: DataFrame, edges: DataFrame) -> dict:
+    from pyspark.sql import functions as F
+
+    ends = edges.select(F.col("src").alias("id")).unionByName(
+        edges.select(F.col("dst").alias("id"))
+    )
+    degree = (
+        vertices.select("id")
+        .join(ends.groupBy("id").agg(F.count(F.lit(1)).alias("degree")), "id", "left")
+        .select(F.coalesce(F.col("degree"), F.lit(0)).cast("long").alias("degree"))
+    )
+    row = degree.agg(
+        F.min("degree").alias("min"),
+        F.max("degree").alias("max"),
+        F.avg("degree").alias("mean"),
+        F.percentile("degree", [0.5, 0.9, 0.99]).alias("p"),
+    ).first()
+    if row is None or row["min"] is None:
+        summary = {k: 0 for k in ("min", "max")} | {k: 0.0 for k in ("mean", "p50", "p90", "p99")}
+        return summary | {"histogram": []}
+    # Bucket lo = the highest power of two <= degree, from the binary string's length: exact,
+    # unlike floor(log2(d)), which can land just below an integer for d = 2^k.
+    lo = F.when(F.col("degree") == 0, F.lit(0).cast("long")).otherwise(
+        F.pow(F.lit(2.0), F.length(F.bin("degree")) - 1).cast("long")
+    )
+    buckets = degree.groupBy(lo.alias("lo")).count().orderBy("lo").collect()
+    p50, p90, p99 = (float(x) for x in row["p"])
+    return {
+        "min": int(row["min"]),
+        "max": int(row["max"]),
+        "mean": float(row["mean"]),
+        "p50": p50,
+        "p90": p90,
+        "p99": p99,
+        "histogram": [[int(b["lo"]), int(b["count"])] for b in buckets],
+    }
+
+
+def _components(vertices: DataFrame, edges: DataFrame, num_vertices: int) -> dict:
+    from graphframes import GraphFrame
+    from pyspark.sql import functions as F
+
+    if num_vertices == 0:
+        return {"count": 0, "largest_size": 0, "largest_share": 0.0, "largest_sizes": []}
+    cc = GraphFrame(vertices.select("id"), edges.select("src", "dst")).connectedComponents()
+    sizes = cc.groupBy("component").agg(F.count(F.lit(1)).alias("size"))
+    count = sizes.count()
+    top = [int(r["size"]) for r in sizes.orderBy(F.col("size").desc()).limit(5).collect()]
+    return {
+        "count": int(count),
+        "largest_size": top[0],
+        "largest_share": top[0] / num_vertices,
+        "largest_sizes": top,
+    }
+
+
+def graph_stats(vertices: DataFrame, edges: DataFrame) -> dict:
+    """JSON-ready summary of a graph from :func:`build_graph` (plain ints and floats).
+
+    ``{"vertices": {kind: n}, "edges": {kind: n}, "degree": {min, max, mean, p50, p90, p99,
+    histogram}, "components": {count, largest_size, largest_share, largest_sizes}}``. Degree
+    counts edges of every kind, undirected; isolated vertices have degree 0 and fall in the
+    histogram bucket ``lo=0``; other buckets are ``[2^k, 2^(k+1))`` as ``[lo, count]``.
+    Percentiles are exact (interpolated). Components come from GraphFrames'
+    ``connectedComponents`` (needs the session's checkpoint dir); ``largest_sizes`` is the top
+    five sizes. An empty graph gives zeros throughout.
+    """
+    by_kind = {r["kind"]: int(r["count"]) for r in vertices.groupBy("kind").count().collect()}
+    edge_kinds = {r["kind"]: int(r["count"]) for r in edges.groupBy("kind").count().collect()}
+    num_vertices = sum(by_kind.values())
+    return {
+        "vertices": {k: by_kind.get(k, 0) for k in NODE_KINDS},
+        "edges": {k: edge_kinds.get(k, 0) for k in EDGE_KINDS},
+        "degree": _degree_summary(vertices, edges),
+        "components": _components(vertices, edges, num_vertices),
+    }

@@ -1,0 +1,155 @@
+"""The co-occurrence graph (jobs.graph.cooccurrence) on a hand-computed three-document example."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from jobs.graph.cooccurrence import GraphParams, build_graph, graph_stats
+
+# d1: t:a lists c:x, c:y; t:b lists c:y (again), c:z.  d2: t:a lists c:x; t:c has no concepts.
+# d3: t:b lists c:z.  Display names differ in case for t:a so the min choice is visible.
+ROWS = [
+    ("d1", "t:a", "Algebra", "c:x", "x"),
+    ("d1", "t:a", "Algebra", "c:y", "y"),
+    ("d1", "t:b", "Bases", "c:y", "y"),
+    ("d1", "t:b", "Bases", "c:z", "z"),
+    ("d2", "t:a", "algebra", "c:x", "x"),
+    ("d2", "t:c", "Calculus", None, None),
+    ("d3", "t:b", "Bases", "c:z", "z"),
+]
+SCHEMA = "doc_id string, topic_id string, topic string, concept_id string, concept string"
+
+# Every pair of nodes sharing a document, with the number of documents they share.
+EDGES = {
+    ("t:a", "t:b", "topic_topic"): 1,
+    ("t:a", "t:c", "topic_topic"): 1,
+    ("t:a", "c:x", "topic_concept"): 2,
+    ("t:a", "c:y", "topic_concept"): 1,
+    ("t:a", "c:z", "topic_concept"): 1,  # c:z is listed under t:b, but shares d1 with t:a
+    ("t:b", "c:x", "topic_concept"): 1,
+    ("t:b", "c:y", "topic_concept"): 1,
+    ("t:b", "c:z", "topic_concept"): 2,
+    ("t:c", "c:x", "topic_concept"): 1,
+    ("c:x", "c:y", "concept_concept"): 1,
+    ("c:x", "c:z", "concept_concept"): 1,
+    ("c:y", "c:z", "concept_concept"): 1,
+}
+
+
+@pytest.fixture(scope="module")
+def doc_concepts(spark):
+    from pyspark.sql import functions as F
+
+    # Extra columns ride along and must be ignored.
+    return spark.createDataFrame(ROWS, SCHEMA).withColumn("edu_level", F.lit("College"))
+
+
+def _edges(df) -> dict:
+    return {(r.src, r.dst, r.kind): r.freq for r in df.collect()}
+
+
+def test_vertices_and_edges_match_hand_count(doc_concepts):
+    vertices, edges, pruned = build_graph(doc_concepts, GraphParams(eps=0.5))
+    got = {r.id: (r.kind, r.name, r.doc_freq) for r in vertices.collect()}
+    assert got == {
+        "t:a": ("topic", "Algebra", 2),
+        "t:b": ("topic", "Bases", 2),
+        "t:c": ("topic", "Calculus", 1),
+        "c:x": ("concept", "x", 2),
+        "c:y": ("concept", "y", 1),  # listed under two topics of d1, counted once
+        "c:z": ("concept", "z", 2),
+    }
+    assert _edges(edges) == EDGES
+    for r in edges.collect():
+        assert r.weight == pytest.approx(math.log(r.freq + 0.5))
+    assert pruned == {"vertices_below_min_doc_freq": 0, "edges_over_max_degree": 0}
+    assert dict(vertices.dtypes) == {"id": "string", "name": "string", "kind": "string",
+                                     "doc_freq": "bigint"}  # fmt: skip
+    assert edges.dtypes == [("src", "string"), ("dst", "string"), ("kind", "string"),
+                            ("freq", "bigint"), ("weight", "double")]  # fmt: skip
+
+
+def test_names_default_to_ids_without_name_columns(doc_concepts):
+    vertices, _, _ = build_graph(doc_concepts.drop("topic", "concept"), GraphParams())
+    assert {r.id: r.name for r in vertices.collect()}["t:a"] == "t:a"
+
+
+def test_min_doc_freq_prunes_nodes_and_their_edges(doc_concepts):
+    vertices, edges, pruned = build_graph(doc_concepts, GraphParams(min_doc_freq=2))
+    assert sorted(r.id for r in vertices.collect()) == ["c:x", "c:z", "t:a", "t:b"]
+    dropped = {"t:c", "c:y"}
+    assert _edges(edges) == {k: v for k, v in EDGES.items() if not dropped & set(k[:2])}
+    assert pruned["vertices_below_min_doc_freq"] == 2
+
+
+def test_max_degree_keeps_edges_both_ends_rank_within_the_cap(doc_concepts):
+    _, edges, pruned = build_graph(doc_concepts, GraphParams(max_degree=1))
+    # Ranks (freq desc, neighbour asc) per node and kind; only edges ranked 1st at both ends.
+    assert set(_edges(edges)) == {
+        ("t:a", "t:b", "topic_topic"),
+        ("t:a", "c:x", "topic_concept"),
+        ("t:b", "c:z", "topic_concept"),
+        ("c:x", "c:y", "concept_concept"),
+    }
+    # (t:a, c:y) is c:y's best topic edge but t:a's second: "both ends" drops it.
+    assert pruned["edges_over_max_degree"] == len(EDGES) - 4
+
+
+def test_params_are_validated():
+    for bad in ({"eps": -0.1}, {"eps": math.nan}, {"min_doc_freq": 0}, {"max_degree": 0},
+                {"max_degree": 2.5}):  # fmt: skip
+        with pytest.raises(ValueError):
+            GraphParams(**bad)
+
+
+def test_graph_stats_on_the_example(doc_concepts):
+    vertices, edges, _ = build_graph(doc_concepts, GraphParams())
+    stats = graph_stats(vertices, edges)
+    json.dumps(stats)
+    assert stats["vertices"] == {"topic": 3, "concept": 3}
+    assert stats["edges"] == {"topic_topic": 2, "topic_concept": 7, "concept_concept": 3}
+    # Degrees: t:a 5, t:b 4, t:c 2, c:x 5, c:y 4, c:z 4 -> sorted [2, 4, 4, 4, 5, 5].
+    assert stats["degree"] == {"min": 2, "max": 5, "mean": 4.0, "p50": 4.0, "p90": 5.0,
+                               "p99": 5.0, "histogram": [[2, 1], [4, 5]]}  # fmt: skip
+    assert stats["components"] == {"count": 1, "largest_size": 6, "largest_share": 1.0,
+                                   "largest_sizes": [6]}  # fmt: skip
+
+
+def test_graph_stats_counts_isolated_vertices_and_components(spark):
+    vertices = spark.createDataFrame(
+        [(i, i, "topic" if i.startswith("t") else "concept", 1)
+         for i in ("t:a", "t:b", "c:x", "c:y", "c:z", "c:q")],
+        "id string, name string, kind string, doc_freq long",
+    )  # fmt: skip
+    edges = spark.createDataFrame(
+        [("t:a", "t:b", "topic_topic", 1, 0.0), ("t:a", "c:x", "topic_concept", 1, 0.0),
+         ("c:y", "c:z", "concept_concept", 1, 0.0)],
+        "src string, dst string, kind string, freq long, weight double",
+    )  # fmt: skip
+    stats = graph_stats(vertices, edges)
+    # Degrees: t:a 2, t:b 1, c:x 1, c:y 1, c:z 1, c:q 0 -> sorted [0, 1, 1, 1, 1, 2].
+    degree = stats["degree"]
+    assert (degree["min"], degree["max"], degree["mean"]) == (0, 2, 1.0)
+    assert (degree["p50"], degree["p90"]) == (1.0, 1.5)
+    assert degree["p99"] == pytest.approx(1.95)
+    assert degree["histogram"] == [[0, 1], [1, 4], [2, 1]]
+    assert stats["components"] == {"count": 3, "largest_size": 3, "largest_share": 0.5,
+                                   "largest_sizes": [3, 2, 1]}  # fmt: skip
+
+
+def test_graph_stats_on_an_empty_graph(spark):
+    vertices = spark.createDataFrame([], "id string, name string, kind string, doc_freq long")
+    edges = spark.createDataFrame(
+        [], "src string, dst string, kind string, freq long, weight double"
+    )
+    stats = graph_stats(vertices, edges)
+    assert json.loads(json.dumps(stats)) == {
+        "vertices": {"topic": 0, "concept": 0},
+        "edges": {"topic_topic": 0, "topic_concept": 0, "concept_concept": 0},
+        "degree": {"min": 0, "max": 0, "mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0,
+                   "histogram": []},
+        "components": {"count": 0, "largest_size": 0, "largest_share": 0.0, "largest_sizes": []},
+    }  # fmt: skip
