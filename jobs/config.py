@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from jobs.scaling.config import ScalingConfig
+from jobs.train.config import EvaluationConfig, TrainConfig
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES_DIR = REPO_ROOT / "configs"
 PROFILES = ("local", "kubernetes")
@@ -193,6 +196,9 @@ class PipelineConfig(_Section):
     graph: GraphConfig = GraphConfig()
     combinations: CombinationsConfig = CombinationsConfig()
     questions: QuestionsConfig = QuestionsConfig()
+    train: TrainConfig = TrainConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    scaling: ScalingConfig = ScalingConfig()
     validation: ValidationConfig = ValidationConfig()
 
     def public_dict(self) -> dict[str, Any]:

@@ -62,3 +62,8 @@ def airflow_db(_airflow_home):
         timeout=300,
     )
     return _airflow_home
+
+
+@pytest.fixture(scope="session")
+def scaling_dag(dagbag):
+    return dagbag.dags["synthllm_scaling"]

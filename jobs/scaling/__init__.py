@@ -1,0 +1,1 @@
+"""Scaling studies: nested subsets, law fits and their report."""

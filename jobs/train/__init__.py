@@ -1,0 +1,1 @@
+"""Supervised fine-tuning of causal LMs on the published QA data."""
