@@ -3,7 +3,7 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 SNAPSHOT ?= 2026-11-01
 
-.PHONY: setup run test lint bench
+.PHONY: setup run scaling test lint bench
 
 setup:
 	./scripts/setup.sh
@@ -11,6 +11,10 @@ setup:
 # Set-up, then one full run of synthllm_generate on the sample snapshot with the local model.
 run: setup
 	$(ENV) ./scripts/run_sample.sh $(SNAPSHOT)
+
+# The scaling demo on the published sample snapshot (after `make run`).
+scaling: setup
+	$(ENV) ./scripts/run_scaling.sh $(SNAPSHOT)
 
 # Set-up, lint, then every test that needs no GPU.
 test: setup lint
