@@ -134,7 +134,9 @@ def published(make_config):
 def run_study(cfg, *args: str) -> int:
     root = cfg.storage.root_uri
     base = ["--snapshot", SNAPSHOT, "--study-id", STUDY, "--set", f'storage.root_uri="{root}"']
-    return main([*args, *base])
+    # The code defaults (error rate in %), not the local profile's held-out-loss demo setting.
+    metric = ["--set", "scaling.metric=error_rate", "--set", "scaling.plateau_gain=0.5"]
+    return main([*metric, *args, *base])
 
 
 def test_prepare_commits_nested_subsets_and_the_study(published, capsys):
