@@ -77,7 +77,7 @@ def test_corrupt_file_is_named_in_the_error(storage, tmp_path):
 
 
 def test_unknown_schema_name():
-    with pytest.raises(KeyError, match="known: qa, quarantine, questions"):
+    with pytest.raises(KeyError, match="known: doc_concepts, qa, quarantine, questions"):
         schema("nope")
 
 
