@@ -5,10 +5,11 @@ deterministic from ``--seed``), writes ``vertices`` and ``edges`` to Parquet in 
 then runs on the SAME graph and the SAME walks
 
 - ``ours``: ``jobs.graph.walks.sample_walks`` on the local-profile Spark session, timed from
-  reading the Parquet tables to the walks materialised and counted;
+  reading the Parquet tables to the walks written back to Parquet;
 - ``ref``: :func:`reference_walks`, one Python process with neighbour/weight lists per node and
   ``random.choices`` under the same rules (step counts, no revisits, dead ends), timed from
-  reading the same Parquet tables (pyarrow) to the list of walks.
+  reading the same Parquet tables (pyarrow) to the list of walks. Like ours it looks at every
+  neighbour of the current node at each step (filtering visited ones, then ``choices``).
 
 Walks per size follow the paper: every topic once per epoch, ``--epochs`` epochs (5), so the
 number of walks grows with the number of topics (``3 * sqrt(edges)``: 300, 949, 3000). It
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sys
 import tempfile
@@ -190,14 +192,16 @@ def run_reference(folder: Path, params: WalkParams) -> tuple[float, int]:
 
 
 def run_ours(spark, folder: Path, params: WalkParams) -> tuple[float, int]:
-    """Seconds (read Parquet -> walks materialised and counted) and number of walks."""
+    """Seconds (read Parquet -> walks written to Parquet) and number of walks written."""
     from jobs.graph.walks import sample_walks
 
     start = time.perf_counter()
     vertices = spark.read.parquet(str(folder / "vertices"))
     edges = spark.read.parquet(str(folder / "edges"))
-    count = sample_walks(vertices, edges, params).count()
-    return time.perf_counter() - start, count
+    out = str(folder / "walks")
+    sample_walks(vertices, edges, params).write.mode("overwrite").parquet(out)
+    seconds = time.perf_counter() - start
+    return seconds, spark.read.parquet(out).count()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  done {size} edges: ours {ours_s:.2f}s, ref {ref_s:.2f}s", flush=True)
     spark.stop()
 
+    # The machine may be shared: the load average says how far to trust the wall times.
+    print(f"load average (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     head = f"{'edges':>9} {'walks':>7} {'ours s':>8} {'ours w/s':>9} {'ref s':>8} {'ref w/s':>9}"
     print(head + f" {'ours/ref':>9} {'k':>6}")
     prev = None

@@ -199,7 +199,10 @@ def _components(vertices: DataFrame, edges: DataFrame, num_vertices: int) -> dic
 
     if num_vertices == 0:
         return {"count": 0, "largest_size": 0, "largest_share": 0.0, "largest_sizes": []}
-    cc = GraphFrame(vertices.select("id"), edges.select("src", "dst")).connectedComponents()
+    graph = GraphFrame(vertices.select("id"), edges.select("src", "dst"))
+    # Named explicitly: "graphframes", the default, is a deprecated alias of "two_phase";
+    # -1 leaves skewed joins to AQE, which GraphFrames 0.11 recommends as much faster.
+    cc = graph.connectedComponents(algorithm="two_phase", broadcastThreshold=-1)
     sizes = cc.groupBy("component").agg(F.count(F.lit(1)).alias("size"))
     count = sizes.count()
     top = [int(r["size"]) for r in sizes.orderBy(F.col("size").desc()).limit(5).collect()]
