@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pendulum
 from airflow.sdk import DAG, Param, task
-from synthllm_tasks import SYNTHLLM_DATASET, JobSpec, Resources, job_task, shard_argv
+from synthllm_tasks import (
+    DEFAULT_ARGS,
+    SYNTHLLM_DATASET,
+    JobSpec,
+    Resources,
+    job_task,
+    shard_argv,
+)
 
 DOC_MD = """
 # synthllm_generate
@@ -163,13 +170,7 @@ with DAG(
     # One snapshot at a time: runs share the GPU pool (or the one local machine).
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=24),
-    default_args={
-        "owner": "data-platform",
-        # Transient failures (preempted pod, S3 hiccup); outputs commit per attempt.
-        "retries": 2,
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "snapshot": Param(
             None,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
-from synthllm_tasks import SYNTHLLM_DATASET, JobSpec, Resources, job_task
+from synthllm_tasks import DEFAULT_ARGS, SYNTHLLM_DATASET, JobSpec, Resources, job_task
 
 DOC_MD = """
 # synthllm_scaling
@@ -197,13 +197,7 @@ with DAG(
     # the shared run flags' `{{ params.snapshot or ds }}` would not render; it renders
     # empty instead, and the resolved `--snapshot` later in argv wins.
     user_defined_macros={"ds": ""},
-    default_args={
-        "owner": "data-platform",
-        # Transient failures (preempted pod, S3 hiccup); outputs commit per attempt.
-        "retries": 2,
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "snapshot": Param(
             None,

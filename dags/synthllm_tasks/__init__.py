@@ -6,9 +6,17 @@ the DAG processor parses the DAG files in milliseconds.
 
 from synthllm_tasks.assets import SYNTHLLM_DATASET
 from synthllm_tasks.factory import PROFILES, active_profile, job_task
-from synthllm_tasks.spec import RUN_ARGV, SNAPSHOT, JobSpec, Resources, shard_argv
+from synthllm_tasks.spec import (
+    DEFAULT_ARGS,
+    RUN_ARGV,
+    SNAPSHOT,
+    JobSpec,
+    Resources,
+    shard_argv,
+)
 
 __all__ = [
+    "DEFAULT_ARGS",
     "PROFILES",
     "RUN_ARGV",
     "SNAPSHOT",

@@ -30,6 +30,15 @@ RUN_ARGV: tuple[str, ...] = (
     "{{ params.config }}",
 )
 
+# default_args of every synthllm DAG.
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    # Transient failures (preempted pod, S3 hiccup); outputs commit per attempt.
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+    "retry_exponential_backoff": True,
+}
+
 _IMAGE_FOR_KIND: dict[str, ImageKind] = {"spark": "spark", "python": "python", "python_gpu": "vllm"}
 _QUANTITY = re.compile(r"^(\d+)(Mi|Gi)$")
 
