@@ -49,20 +49,12 @@ FULL_SHAPES = {"135m": SMOLLM2_135M_SHAPE, "360m": SMOLLM2_360M_SHAPE}
 
 def make_model(shape: Shape, vocab: int, seed: int):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
+
+    from jobs.train.modeling import llama_config
 
     torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_layers,
-        num_attention_heads=shape.num_heads,
-        num_key_value_heads=shape.num_kv_heads,
-        max_position_embeddings=shape.max_position_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
-        tie_word_embeddings=shape.tie_embeddings,
-    )
+    config = llama_config(shape, vocab)
     return LlamaForCausalLM(config)
 
 

@@ -107,7 +107,7 @@ def build_model(recipe: Recipe, tokenizer: Any, cache_dir: str, seed: int) -> to
     Weights are fp32 (master weights; bf16 is autocast at run time).
     """
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
+    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     if recipe.model_source:
@@ -116,16 +116,9 @@ def build_model(recipe: Recipe, tokenizer: Any, cache_dir: str, seed: int) -> to
             directory, dtype=torch.float32, local_files_only=True
         )
     shape = recipe.shape
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_layers,
-        num_attention_heads=shape.num_heads,
-        num_key_value_heads=shape.num_kv_heads,
-        max_position_embeddings=shape.max_position_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
-        tie_word_embeddings=shape.tie_embeddings,
+    config = llama_config(
+        shape,
+        len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -164,3 +157,21 @@ def fetched_model_dir(storage: Storage, uri: str) -> Iterator[str]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(storage.read_bytes(f))
         yield tmp
+
+
+def llama_config(shape: Any, vocab: int, **extra: Any):
+    """A ``LlamaConfig`` of ``shape`` (hidden/intermediate sizes, layers, heads, rope theta)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_kv_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
+        tie_word_embeddings=shape.tie_embeddings,
+        **extra,
+    )
