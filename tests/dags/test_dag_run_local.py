@@ -12,13 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from stubs import install_stub_repo
 
-STUB = """
-import json, os, sys
-with open(os.environ["SYNTHLLM_STUB_LOG"], "a") as fh:
-    fh.write(json.dumps({"module": __spec__.name, "argv": sys.argv[1:]}) + "\\n")
-print(f"{__spec__.name} ok")
-"""
 MODULES = [
     "jobs.ingest.ingest",
     "jobs.filter.filter",
@@ -39,19 +34,7 @@ MODULES = [
 
 @pytest.fixture
 def stub_repo(tmp_path, monkeypatch):
-    root = tmp_path / "repo"
-    for module in MODULES:
-        path = root / (module.replace(".", "/") + ".py")
-        for parent in [path.parent, *path.parent.parents]:
-            if parent == root:
-                break
-            parent.mkdir(parents=True, exist_ok=True)
-            (parent / "__init__.py").touch()
-        path.write_text(STUB)
-    log = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("SYNTHLLM_REPO", str(root))
-    monkeypatch.setenv("SYNTHLLM_STUB_LOG", str(log))
-    return log
+    return install_stub_repo(tmp_path, monkeypatch, MODULES)
 
 
 def flag(argv: list[str], name: str) -> str:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.sdk.definitions.mappedoperator import MappedOperator
+from stubs import install_stub_repo
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "synthllm_scaling"
@@ -232,28 +233,10 @@ def test_subset_tails(scaling_dag):
 
 # -- one whole run with stub jobs -----------------------------------------------------------------
 
-STUB = """
-import json, os, sys
-with open(os.environ["SYNTHLLM_STUB_LOG"], "a") as fh:
-    fh.write(json.dumps({"module": __spec__.name, "argv": sys.argv[1:]}) + "\\n")
-"""
-
 
 @pytest.fixture
 def stub_repo(tmp_path, monkeypatch):
-    root = tmp_path / "repo"
-    for module in {*MAPPED.values(), *SINGLE.values()}:
-        path = root / (module.replace(".", "/") + ".py")
-        for parent in [path.parent, *path.parent.parents]:
-            if parent == root:
-                break
-            parent.mkdir(parents=True, exist_ok=True)
-            (parent / "__init__.py").touch()
-        path.write_text(STUB)
-    log = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("SYNTHLLM_REPO", str(root))
-    monkeypatch.setenv("SYNTHLLM_STUB_LOG", str(log))
-    return log
+    return install_stub_repo(tmp_path, monkeypatch, {*MAPPED.values(), *SINGLE.values()})
 
 
 def last_flag(argv: list[str], name: str) -> str:
