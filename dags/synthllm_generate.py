@@ -16,9 +16,11 @@ from synthllm_tasks import (
     SYNTHLLM_DATASET,
     JobSpec,
     Resources,
+    active_profile,
     job_task,
     shard_argv,
 )
+from synthllm_tasks.settings import config_value
 
 DOC_MD = """
 # synthllm_generate
@@ -37,16 +39,24 @@ answers for all three.
 `{root}/datasets/synthllm/{snapshot}/` (published dataset). `publish` updates the Asset
 `synthllm_dataset`, which schedules `synthllm_scaling`.
 
-**Stages**: ingest → filter → validate_documents → concepts_prepare →
+**Stages**: ingest → write_positives (LLM-written classifier positives, when
+`filter.positive_topics` is set) → filter (heuristics, dedup, cold-start classifier) →
+refine (fine-grained rounds: LLM ratings, random-forest regressor) → validate_documents →
+concepts_prepare →
 concepts_generate (mapped over shards) → concepts_collect → validate_doc_concepts →
 build_graph (GraphFrames) → sample_combinations (walks) → questions_prepare →
 questions_generate (mapped over level × shard) → questions_collect → validate_questions →
-answers_prepare → answers_generate (mapped) → answers_collect → validate_qa → report → publish.
+clean_questions (dedup, published-question index, decontamination, format rules) →
+validate_questions_clean → answers_prepare → answers_generate (mapped) → answers_collect →
+validate_qa → report → publish.
 
 **Params**
 - `snapshot`: snapshot name; empty means the run's logical date (`{{ ds }}`).
-- `num_shards`: number of LLM shards (mapped task instances) per generation task; it wins
-  over the profile's `generation.num_shards`.
+- `num_shards`: number of LLM shards (mapped task instances) per generation task. Empty
+  (the default): the config's `generation.num_shards` (the profile, e.g. 16 in
+  `configs/kubernetes.toml`, plus the overlay); when set, the param wins over the config.
+  `shard_count` resolves it once per run, and the prepare jobs and the shard mapping both
+  take that value (`--num-shards` from its XCom), so they cannot disagree.
 - `config`: path of an extra TOML config overlay (empty: the profile's config only).
 
 **Backfill** (one run per day, each names its snapshot by its logical date):
@@ -64,12 +74,22 @@ TABLE = Resources(cpu=2, memory="8Gi")
 CPU = Resources(cpu=1, memory="4Gi")
 LLM_TIMEOUT = timedelta(hours=8)
 
+# The run's shard count, resolved once by the shard_count task (param, else config).
+NUM_SHARDS = "{{ ti.xcom_pull(task_ids='shard_count') }}"
+
 INGEST = JobSpec("ingest", "jobs.ingest.ingest", kind="spark", resources=SPARK)
 FILTER = JobSpec("filter", "jobs.filter.filter", kind="spark", resources=SPARK)
+# Both run an LLM where the model lives; the Spark pods have no GPU.
+WRITE_POSITIVES = JobSpec(
+    "write_positives", "jobs.filter.positives", kind="python_gpu", resources=GPU
+)
+REFINE = JobSpec(
+    "refine", "jobs.filter.refine", kind="python_gpu", resources=GPU, timeout=LLM_TIMEOUT
+)
 CONCEPTS_PREPARE = JobSpec(
     "concepts_prepare",
     "jobs.concepts.prepare",
-    ("--num-shards", "{{ params.num_shards }}"),
+    ("--num-shards", NUM_SHARDS),
     kind="python",
     resources=TABLE,
 )
@@ -91,7 +111,7 @@ SAMPLE_COMBINATIONS = JobSpec(
 QUESTIONS_PREPARE = JobSpec(
     "questions_prepare",
     "jobs.questions.prepare",
-    ("--num-shards", "{{ params.num_shards }}"),
+    ("--num-shards", NUM_SHARDS),
     kind="python",
     resources=TABLE,
 )
@@ -106,10 +126,11 @@ QUESTIONS_GENERATE = JobSpec(
 QUESTIONS_COLLECT = JobSpec(
     "questions_collect", "jobs.questions.collect", kind="python", resources=TABLE
 )
+CLEAN_QUESTIONS = JobSpec("clean_questions", "jobs.questions.clean", kind="spark", resources=SPARK)
 ANSWERS_PREPARE = JobSpec(
     "answers_prepare",
     "jobs.answers.prepare",
-    ("--num-shards", "{{ params.num_shards }}"),
+    ("--num-shards", NUM_SHARDS),
     kind="python",
     resources=TABLE,
 )
@@ -135,6 +156,16 @@ def validate(table: str) -> JobSpec:
         kind="python",
         resources=TABLE,
     )
+
+
+# Runs one small subprocess (the config loader); it must not hold a worker slot for long.
+@task(execution_timeout=timedelta(minutes=5))
+def shard_count(num_shards: str, config: str, profile: str) -> int:
+    """The run's LLM shard count: the ``num_shards`` param when set, else the config's
+    ``generation.num_shards`` for the profile and overlay (read by the jobs' own loader)."""
+    if num_shards.strip():
+        return int(num_shards)
+    return int(config_value("generation.num_shards", profile, config))
 
 
 @task
@@ -177,17 +208,35 @@ with DAG(
             type=["null", "string"],
             description="Snapshot name; empty: the run's logical date ({{ ds }}).",
         ),
-        "num_shards": Param(2, type="integer", minimum=1, description="LLM shards per stage."),
-        "config": Param("", type="string", description="Extra TOML config overlay path."),
+        "num_shards": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="LLM shards per stage; empty: generation.num_shards of the config. "
+            "When set, it wins over the config.",
+        ),
+        "config": Param(
+            "",
+            type="string",
+            description="Extra TOML config overlay path; its values win over the profile's.",
+        ),
     },
     tags=["synthllm", "generation", "spark", "llm"],
 ) as dag:
-    shard_ids = shards(num_shards="{{ params.num_shards }}")
+    # The profile is fixed when the file is parsed, like the operators the factory builds.
+    count = shard_count(
+        num_shards="{{ params.num_shards or '' }}",
+        config="{{ params.config }}",
+        profile=active_profile(),
+    )
+    shard_ids = shards(count)
     shard_tails = shard_ids.map(shard_argv)
-    question_tails = level_shards(num_shards="{{ params.num_shards }}")
+    question_tails = level_shards(count)
 
     ingest = job_task(INGEST)
+    write_positives = job_task(WRITE_POSITIVES)
     filter_docs = job_task(FILTER)
+    refine = job_task(REFINE)
     validate_documents = job_task(validate("documents"))
     concepts_prepare = job_task(CONCEPTS_PREPARE)
     concepts_generate = job_task(CONCEPTS_GENERATE, expand_argv=shard_tails)
@@ -199,16 +248,22 @@ with DAG(
     questions_generate = job_task(QUESTIONS_GENERATE, expand_argv=question_tails)
     questions_collect = job_task(QUESTIONS_COLLECT)
     validate_questions = job_task(validate("questions"))
+    clean_questions = job_task(CLEAN_QUESTIONS)
+    validate_questions_clean = job_task(validate("questions_clean"))
     answers_prepare = job_task(ANSWERS_PREPARE)
     answers_generate = job_task(ANSWERS_GENERATE, expand_argv=shard_tails)
     answers_collect = job_task(ANSWERS_COLLECT)
+    # Templates that pull an XCom add no edge: the prepare jobs read the resolved count.
+    count >> [concepts_prepare, questions_prepare, answers_prepare]
     validate_qa = job_task(validate("qa"))
     report = job_task(REPORT)
     publish = job_task(PUBLISH, outlets=[SYNTHLLM_DATASET])
 
     (
         ingest
+        >> write_positives
         >> filter_docs
+        >> refine
         >> validate_documents
         >> concepts_prepare
         >> concepts_generate
@@ -220,6 +275,8 @@ with DAG(
         >> questions_generate
         >> questions_collect
         >> validate_questions
+        >> clean_questions
+        >> validate_questions_clean
         >> answers_prepare
         >> answers_generate
         >> answers_collect

@@ -43,9 +43,11 @@ GPU) → evaluate (mapped, GPU) → fit_report.
 - `snapshot`: the dataset's snapshot; empty: the triggering Asset event's `extra.snapshot`,
   else the snapshot of the `synthllm_generate` run that published it. A manual run without
   a snapshot fails at `resolve_study`.
-- `recipe`: training recipe name; empty: the profile's `train.recipe`.
-- `num_subsets`: nested subsets (= trained models); wins over `scaling.num_subsets`.
-- `eval_set`: evaluation set URI (JSONL); empty: `evaluation.eval_set_uri` of the config.
+- `recipe`: training recipe name; when set it wins over `train.recipe`, empty: the config's.
+- `num_subsets`: nested subsets (= trained models); always wins over `scaling.num_subsets`
+  (a config overlay cannot change it; both default to 5).
+- `eval_set`: evaluation set URI (JSONL); when set it wins over `evaluation.eval_set_uri`,
+  empty: the config's.
 - `study_id`: names the study's folder; empty: `{snapshot}-{recipe}-{run_id}`, made path-safe.
 - `config`: path of an extra TOML config overlay (e.g. `[scaling] metric = "heldout_loss"`).
 
@@ -204,9 +206,20 @@ with DAG(
             type=["null", "string"],
             description="Dataset snapshot; empty: from the triggering Asset event.",
         ),
-        "recipe": Param("", type="string", description="Training recipe; empty: train.recipe."),
-        "num_subsets": Param(5, type="integer", minimum=2, description="Nested subsets."),
-        "eval_set": Param("", type="string", description="Evaluation set URI; empty: config."),
+        "recipe": Param(
+            "", type="string", description="Training recipe; set: wins over train.recipe."
+        ),
+        "num_subsets": Param(
+            5,
+            type="integer",
+            minimum=2,
+            description="Nested subsets; always wins over scaling.num_subsets (same default 5).",
+        ),
+        "eval_set": Param(
+            "",
+            type="string",
+            description="Evaluation set URI; set: wins over evaluation.eval_set_uri.",
+        ),
         "study_id": Param("", type="string", description="Study id; empty: derived."),
         "config": Param("", type="string", description="Extra TOML config overlay path."),
     },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,12 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.config import REPO_ROOT, ConfigError, PipelineConfig, load_config
+from jobs.errors import EXIT_PERMANENT, EXIT_UNEXPECTED, classify, kind
 from jobs.layout import Layout, check_snapshot
 
 log = logging.getLogger("jobs")
 
-EXIT_CONFIG = 2
-EXIT_FAILED = 1
+# Exit codes (jobs/errors.py): a bad config or argument is permanent, like argparse's own 2.
+EXIT_CONFIG = EXIT_PERMANENT
+EXIT_FAILED = EXIT_UNEXPECTED
+# Set in the images at build time (images/*/Dockerfile), where there is no .git to ask.
+CODE_VERSION_ENV = "SYNTHLLM_CODE_VERSION"
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,11 @@ class JobContext:
 
 
 def code_version() -> str:
-    """The git commit of the code that ran (``unknown`` outside a checkout)."""
+    """The commit of the code that ran: $SYNTHLLM_CODE_VERSION (baked into the images), else
+    git's HEAD (``-dirty`` with local changes), else ``unknown``."""
+    baked = os.environ.get(CODE_VERSION_ENV, "").strip()
+    if baked:
+        return baked
     try:
         out = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"],
@@ -93,8 +102,19 @@ def run_job(
     argv: list[str] | None,
     run: Callable[[JobContext], Any],
     parser: argparse.ArgumentParser | None = None,
+    *,
+    raise_errors: bool | None = None,
 ) -> int:
-    """Parse ``argv``, build the context, call ``run`` and map failures to exit codes."""
+    """Parse ``argv``, build the context, call ``run`` and map failures to exit codes.
+
+    A config or argument error returns ``EXIT_CONFIG``. A failure of ``run`` is logged with
+    its traceback and returned as the exit code of its kind (``jobs.errors.classify``) when the
+    job is the process's entry point (``argv`` None, i.e. ``sys.argv``); called in-process with
+    an explicit ``argv`` (tests, other code) the exception propagates. ``raise_errors``
+    overrides that choice.
+    """
+    if raise_errors is None:
+        raise_errors = argv is not None
     parser = parser or base_parser(name)
     args = parser.parse_args(argv)
     setup_logging()
@@ -110,6 +130,13 @@ def run_job(
         cfg, snapshot, safe_run_id, attempt, Layout(cfg.storage.root_uri, snapshot), args
     )
     log.info("%s: snapshot=%s run_id=%s profile=%s", name, snapshot, args.run_id, cfg.profile)
-    run(ctx)
+    try:
+        run(ctx)
+    except Exception as exc:
+        if raise_errors:
+            raise
+        code = classify(exc)
+        log.error("%s: failed, %s (exit code %d)", name, kind(code), code, exc_info=True)
+        return code
     log.info("%s: done", name)
     return 0

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobs.errors import PermanentError
 from jobs.storage import Storage, basename, join
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ STATS = "_stats.json"
 _META = {SUCCESS, MANIFEST, STATS, "_tmp"}
 
 
-class UncommittedInputError(RuntimeError):
+class UncommittedInputError(PermanentError, RuntimeError):
     """A stage asked for an input prefix that has no ``_SUCCESS`` marker."""
 
 
@@ -63,6 +64,34 @@ class StageStats:
             "tokens": self.tokens,
             "wall_s": round(wall_s, 3),
             **self.extra,
+        }
+
+
+@dataclass
+class LevelFunnel:
+    """Rows in, out and removed by reason per generation level (the report's funnel)."""
+
+    levels: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, level: int | str | None, reason: str | None, count: int = 1) -> None:
+        """Count ``count`` rows of ``level`` (None: unknown) kept, or removed for ``reason``."""
+        entry = self.levels.setdefault(
+            "unknown" if level is None else str(level), {"in": 0, "out": 0, "removed": {}}
+        )
+        entry["in"] += count
+        if reason is None:
+            entry["out"] += count
+        else:
+            entry["removed"][reason] = entry["removed"].get(reason, 0) + count
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """``{level: {in, out, removed}}``, levels and reasons sorted."""
+        order = sorted(
+            self.levels, key=lambda lv: (not lv.isdigit(), int(lv) if lv.isdigit() else 0, lv)
+        )
+        return {
+            lv: {**self.levels[lv], "removed": dict(sorted(self.levels[lv]["removed"].items()))}
+            for lv in order
         }
 
 

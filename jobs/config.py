@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from jobs.errors import PermanentError
 from jobs.scaling.config import ScalingConfig
 from jobs.train.config import EvaluationConfig, TrainConfig
 
@@ -22,7 +23,7 @@ PROFILES_DIR = REPO_ROOT / "configs"
 PROFILES = ("local", "kubernetes")
 
 
-class ConfigError(ValueError):
+class ConfigError(PermanentError, ValueError):
     """A configuration value is missing or has the wrong type or range."""
 
 
@@ -55,6 +56,9 @@ class IngestConfig(_Section):
     id_field: str = "id"
     max_text_chars: int = Field(200_000, ge=1)
     output_file_mb: int = Field(128, ge=1)  # target size of one output Parquet file (by text)
+    # An input file that cannot be read (bad gzip, bad Parquet): "fail" stops the job naming
+    # it; "quarantine" lists it in quarantine/ingest (reason unreadable_file) and goes on.
+    on_corrupt_file: Literal["fail", "quarantine"] = "fail"
 
 
 class FilterConfig(_Section):
@@ -73,6 +77,10 @@ class FilterConfig(_Section):
     minhash_shingle_chars: int = Field(5, ge=1)
     near_dup_jaccard: float = Field(0.8, gt=0, le=1)
     positives_uri: str = "file://./jobs/filter/seeds/positives.jsonl"
+    # Syllabus topics for LLM-written positives (paper section 1.1): one short document per
+    # topic, written by the job jobs.filter.positives with refine.engine. Empty: positives_uri.
+    positive_topics: list[str] = Field(default_factory=list)
+    positive_max_tokens: int = Field(320, ge=16)
     num_negatives: int = Field(400, ge=1)
     # Treat the random sample as unlabelled and relabel it by similarity to the seeds (see
     # jobs/filter/classifier.py for why); false gives the paper's literal recipe.
@@ -99,8 +107,27 @@ class FilterConfig(_Section):
         return self
 
 
+class RefineConfig(_Section):
+    """The fine-grained document filter (paper section 1.1: the iterations after D^0)."""
+
+    num_iterations: int = Field(2, ge=0)  # paper: 2; 0 keeps the cold-start set
+    threshold: float = Field(6.5, ge=1, le=10)  # paper: documents scoring above 6.5 stay
+    # Per round the LLM rates a sample of the previous set plus a random corpus sample.
+    num_rate_previous: int = Field(2000, ge=0)
+    num_rate_random: int = Field(2000, ge=0)
+    # Fewer parseable ratings than this: the round keeps the previous set (logged, counted).
+    min_ratings: int = Field(8, ge=2)
+    max_doc_chars: int = Field(2000, ge=100)  # document text shown to the rater
+    max_new_tokens: int = Field(24, ge=8)
+    num_trees: int = Field(100, ge=1)
+    max_depth: int | None = Field(None, ge=1)
+    seed: int = 29
+    # The engine that rates (and writes filter.positive_topics); None: the generation one.
+    engine: GenerationConfig | None = None
+
+
 class GenerationConfig(_Section):
-    engine: Literal["transformers", "vllm"] = "transformers"
+    engine: Literal["transformers", "vllm", "openai", "llamacpp"] = "transformers"
     model: str = "smollm2-135m-instruct"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     temperature: float = Field(0.7, ge=0)
@@ -109,6 +136,12 @@ class GenerationConfig(_Section):
     max_new_tokens: int = Field(256, ge=1)
     batch_size: int = Field(8, ge=1)
     num_shards: int = Field(2, ge=1)
+    # A shard is done only when at most this share of its requests failed; above it the task
+    # fails and its retry regenerates only the failed requests (DESIGN.md section 9).
+    max_error_share: float = Field(0.1, ge=0, le=1)
+    # The served model's version for the openai engine (or any model without local weights to
+    # hash); part of the responses' model fingerprint (jobs/llm/fingerprint.py).
+    model_revision: str | None = None
     max_documents: int = Field(12, ge=1)
     # Prompt prefill dominates CPU time: ~1,200 characters is ~400 tokens of document.
     max_prompt_chars: int = Field(1200, ge=100)
@@ -116,8 +149,28 @@ class GenerationConfig(_Section):
     # transformers on CUDA only: static KV cache + torch.compile (slow first batch, then faster).
     compile: bool = False
     # transformers on CPU: torch threads (None = torch's default). 1 is much faster on an
-    # oversubscribed machine, where OpenMP threads spin waiting for each other.
+    # oversubscribed machine, where OpenMP threads spin waiting for each other. llamacpp:
+    # its decode threads (None = llama.cpp's default, half the cores).
     num_threads: int | None = Field(None, ge=1)
+    # llamacpp: context window in tokens (prompt + answer); SmolLM2 was trained on 8192.
+    llamacpp_n_ctx: int = Field(8192, ge=256)
+    # llamacpp: requests decoded together (they share the n_ctx cells); 1 = one at a time.
+    llamacpp_n_seq: int = Field(1, ge=1, le=64)
+    # openai: the server's OpenAI-compatible base URL (e.g. http://vllm:8000/v1). The API
+    # key comes from the environment variable named here, never from a config file.
+    openai_base_url: str | None = None
+    openai_api_key_env: str = "OPENAI_API_KEY"
+    openai_concurrency: int = Field(8, ge=1)  # requests in flight
+    openai_timeout_s: float = Field(300.0, gt=0)  # per attempt
+    openai_max_retries: int = Field(4, ge=0)  # on 429, 5xx, timeouts and connection errors
+    # Send vLLM's continue_final_message for prefilled answers; off for strict hosted APIs.
+    openai_continue_flags: bool = True
+
+    @model_validator(mode="after")
+    def _engine_settings(self) -> GenerationConfig:
+        if self.engine == "openai" and not self.openai_base_url:
+            raise ValueError("engine 'openai' needs openai_base_url")
+        return self
 
 
 class ConceptsConfig(_Section):
@@ -178,6 +231,62 @@ class QuestionsConfig(_Section):
     max_combinations_l3: int | None = Field(None, ge=0)
 
 
+class EvalSetRef(_Section):
+    """One evaluation set questions are decontaminated against (JSONL, one item per line)."""
+
+    name: str = Field(min_length=1)
+    uri: str = Field(min_length=1)
+    question_field: str = "question"
+    id_field: str = "id"  # absent in a line: the line number
+
+
+class CleanConfig(_Section):
+    """``clean_questions``: format rules, duplicates and decontamination (DESIGN.md section 2)."""
+
+    min_chars: int = Field(10, ge=1)
+    max_chars: int = Field(2000, ge=1)
+    # Near duplicates: MinHash LSH on word shingles of the normalised question.
+    near_dup_jaccard: float = Field(0.8, gt=0, le=1)
+    minhash_num_tables: int = Field(5, ge=1)
+    minhash_shingle: Literal["word", "char"] = "word"
+    minhash_shingle_words: int = Field(3, ge=1)
+    minhash_shingle_chars: int = Field(5, ge=1)
+    seed: int = 29
+    # Decontamination: word n-gram overlap, the shorter n when either text is short.
+    ngram_n: int = Field(13, ge=2)
+    short_ngram_n: int = Field(8, ge=2)
+    eval_sets: list[EvalSetRef] = []
+    # The trainer's evaluation set (evaluation.eval_set_uri, or the built-in set) too.
+    include_train_eval_set: bool = True
+
+    @model_validator(mode="after")
+    def _ranges(self) -> CleanConfig:
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) exceeds max_chars ({self.max_chars})")
+        if self.short_ngram_n > self.ngram_n:
+            raise ValueError(
+                f"short_ngram_n ({self.short_ngram_n}) exceeds ngram_n ({self.ngram_n})"
+            )
+        names = [s.name for s in self.eval_sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"eval_sets: names must be distinct, got {names}")
+        return self
+
+
+class AnswersConfig(_Section):
+    """Answer checking: k sampled answers per question, kept when enough of them agree."""
+
+    # k answers per question; 1 disables checking (every answered question has agreement 1).
+    num_samples: int = Field(4, ge=1)
+    # Below this share of agreeing samples a question goes to quarantine (low_agreement).
+    min_agreement: float = Field(0.5, ge=0, le=1)
+    # Temperature of the k > 1 samples (k = 1 keeps generation.temperature); above 0 so that
+    # the samples, each with its own seed, can differ.
+    sample_temperature: float = Field(0.8, gt=0)
+    # Time limit of one math_verify comparison; an overrun counts as "not equivalent".
+    verify_timeout_s: float = Field(5.0, gt=0)
+
+
 class ValidationConfig(_Section):
     max_parse_failure_rate: float = Field(0.9, ge=0, le=1)
     max_duplicate_rate: float = Field(0.2, ge=0, le=1)
@@ -191,11 +300,14 @@ class PipelineConfig(_Section):
     spark: SparkConfig = SparkConfig()
     ingest: IngestConfig = IngestConfig()
     filter: FilterConfig = FilterConfig()
+    refine: RefineConfig = RefineConfig()
     generation: GenerationConfig = GenerationConfig()
     concepts: ConceptsConfig = ConceptsConfig()
     graph: GraphConfig = GraphConfig()
     combinations: CombinationsConfig = CombinationsConfig()
     questions: QuestionsConfig = QuestionsConfig()
+    answers: AnswersConfig = AnswersConfig()
+    clean: CleanConfig = CleanConfig()
     train: TrainConfig = TrainConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     scaling: ScalingConfig = ScalingConfig()

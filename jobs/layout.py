@@ -53,5 +53,10 @@ class Layout:
         return join(self.root_uri, "datasets", "synthllm", self.snapshot)
 
     @property
+    def question_index(self) -> str:
+        """The published-question index, one committed prefix per snapshot below it."""
+        return join(self.root_uri, "datasets", "synthllm", "_index")
+
+    @property
     def reports(self) -> str:
         return join(self.root_uri, "reports", self.snapshot)

@@ -80,6 +80,7 @@ def _schemas() -> dict[str, pa.Schema]:
                 ("final_answer", pa.string()),
                 ("num_tokens", pa.int32()),
                 ("agreement", pa.float64()),
+                ("num_samples", pa.int32()),
                 ("model", pa.string()),
                 ("prompt_version", pa.string()),
                 ("source_doc_ids", strings),

@@ -1,8 +1,9 @@
 """The one task factory: a ``JobSpec`` in, the operator of the active profile out.
 
 ``local``      -> ``LocalJobOperator`` (subprocess on the worker, for every kind of job)
-``kubernetes`` -> ``KubernetesPodOperator`` (python, python_gpu) or
-                  ``SparkKubernetesOperator`` with a rendered ``SparkApplication`` (spark)
+``kubernetes`` -> ``JobPodOperator`` (python, python_gpu) or ``SparkJobOperator`` with a
+                  rendered ``SparkApplication`` (spark): the provider's operators, failing
+                  without retries when the job exits with the permanent code (``pods.py``)
 """
 
 from __future__ import annotations
@@ -67,28 +68,24 @@ def _local_task(spec: JobSpec, common: dict[str, Any], expand_argv: Any):
 
 
 def _pod_task(spec: JobSpec, common: dict[str, Any], expand_argv: Any):
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
     from synthllm_tasks.kubernetes import pod_operator_kwargs
+    from synthllm_tasks.pods import JobPodOperator
 
     fields = {**pod_operator_kwargs(spec), **common}
     if expand_argv is None:
-        return KubernetesPodOperator(**fields)
+        return JobPodOperator(**fields)
     fields.pop("arguments")
-    return KubernetesPodOperator.partial(
+    return JobPodOperator.partial(
         map_index_template="{{ task.arguments | join(' ') }}", **fields
     ).expand(arguments=expand_argv)
 
 
 def _spark_task(spec: JobSpec, common: dict[str, Any]):
-    from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import (
-        SparkKubernetesOperator,
-    )
-
     from synthllm_tasks.kubernetes import NAMESPACE, spark_application
+    from synthllm_tasks.pods import SparkJobOperator
 
     app = spark_application(spec)
-    return SparkKubernetesOperator(
+    return SparkJobOperator(
         name=app["metadata"]["name"],
         namespace=NAMESPACE,
         template_spec=app,

@@ -3,11 +3,13 @@
 Only descriptions are built here (plain dicts and kwargs); the provider's operator classes are
 imported by the factory. Settings that every pod shares (pipeline env, S3 credentials,
 security context, GPU placement) live in the pod templates under ``k8s/``; what varies per
-task (image, command, resources) is set here.
+task (image, command, resources) is set here. SparkApplications have no pod template, so their
+security context and scratch volume (the same as the templates') are set here.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,17 @@ POD_TEMPLATES = {"cpu": K8S_DIR / "pod-python.yaml", "gpu": K8S_DIR / "pod-gpu.y
 
 # Read at parse time (environment only, no I/O) so one DAG file serves every cluster.
 NAMESPACE = os.environ.get("SYNTHLLM_K8S_NAMESPACE", "synthllm")
-# The images are built from images/ and tagged with the project version, never a floating tag.
 IMAGE_REGISTRY = os.environ.get("SYNTHLLM_IMAGE_REGISTRY", "synthllm")
-IMAGE_TAG = os.environ.get("SYNTHLLM_IMAGE_TAG", "0.1.0")
+# The one image tag setting: production sets it to the commit the images were built from
+# (scripts/build_images.sh), which the images also carry as SYNTHLLM_CODE_VERSION for
+# _manifest.json. The default is the project version, never a floating tag.
+IMAGE_TAG_ENV = "SYNTHLLM_IMAGE_TAG"
+DEFAULT_IMAGE_TAG = "0.1.0"
 
 # Names of the objects in k8s/ (tests check that these exist there).
 PIPELINE_CONFIGMAP = "synthllm-pipeline-env"
 S3_SECRET = "synthllm-s3-credentials"
+LLM_API_SECRET = "synthllm-llm-api"
 SPARK_SERVICE_ACCOUNT = "synthllm-spark"
 JOB_SERVICE_ACCOUNT = "synthllm-jobs"
 
@@ -39,10 +45,36 @@ SPARK_EXTRA_JARS = "/opt/spark/jars-extra/*"
 
 GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
+# Pod Security "restricted" for the Spark pods (the pod templates in k8s/ hold the same).
+# uid 185 is the `spark` user of the Apache Spark base image (images/spark/Dockerfile).
+SPARK_UID = 185
+SPARK_POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": SPARK_UID,
+    "runAsGroup": SPARK_UID,
+    "fsGroup": SPARK_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+}
+# The root filesystem is read-only: /tmp (Python, py4j, the JVM) is a size-capped emptyDir.
+# Spark's shuffle and spill dirs are emptyDirs Spark adds itself (spark-local-dir-*).
+SCRATCH_VOLUME = {"name": "scratch", "emptyDir": {"sizeLimit": "20Gi"}}
+SCRATCH_MOUNT = {"name": "scratch", "mountPath": "/tmp"}
+
+
+def image_tag() -> str:
+    """$SYNTHLLM_IMAGE_TAG (read when the DAG file is parsed: env only), else the default."""
+    return os.environ.get(IMAGE_TAG_ENV) or DEFAULT_IMAGE_TAG
+
 
 def image_for(spec: JobSpec) -> str:
     """The pinned image reference of a job, e.g. ``synthllm/vllm:0.1.0``."""
-    return f"{IMAGE_REGISTRY}/{spec.image_kind}:{IMAGE_TAG}"
+    return f"{IMAGE_REGISTRY}/{spec.image_kind}:{image_tag()}"
 
 
 def _resource_dict(spec: JobSpec) -> dict[str, dict[str, str]]:
@@ -101,6 +133,9 @@ def _spark_role(spec: JobSpec, role: str) -> dict[str, Any]:
         "envFrom": env_from,
         "labels": {"app.kubernetes.io/part-of": "synthllm", "synthllm/job": spec.k8s_name},
         "serviceAccount": SPARK_SERVICE_ACCOUNT,
+        "podSecurityContext": copy.deepcopy(SPARK_POD_SECURITY),
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
+        "volumeMounts": [copy.deepcopy(SCRATCH_MOUNT)],
     }
     if role == "executor":
         body["instances"] = res.executors
@@ -129,6 +164,7 @@ def spark_application(spec: JobSpec) -> dict[str, Any]:
                 "spark.executor.extraClassPath": SPARK_EXTRA_JARS,
                 "spark.sql.session.timeZone": "UTC",
             },
+            "volumes": [copy.deepcopy(SCRATCH_VOLUME)],
             "driver": _spark_role(spec, "driver"),
             "executor": _spark_role(spec, "executor"),
         },

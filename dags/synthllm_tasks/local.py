@@ -19,8 +19,8 @@ from typing import IO, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-# jobs/cli.py exits 2 when the config or the arguments are invalid: retrying cannot help.
-EXIT_CONFIG = 2
+from synthllm_tasks.exitcodes import is_permanent
+
 # Enough stderr to show a Python traceback in the failure message, short enough to read.
 TAIL_LINES = 25
 
@@ -42,8 +42,8 @@ class JobFailedError(AirflowException):
         super().__init__(f"{module} exited with code {returncode}; last stderr lines:\n{shown}")
 
 
-class JobConfigError(JobFailedError, AirflowFailException):
-    """Exit code 2: bad config or arguments; fails the task without retries."""
+class JobPermanentError(JobFailedError, AirflowFailException):
+    """The permanent exit code (bad config, corrupt input, failed validation): no retries."""
 
 
 class LocalJobOperator(BaseOperator):
@@ -51,7 +51,8 @@ class LocalJobOperator(BaseOperator):
 
     ``argv`` is templated; ``extra_argv`` is the mappable tail (e.g. ``["--shard", "0/2"]``),
     kept apart because values expanded from XCom are not templated by Airflow.
-    Output lines are forwarded to the task log as they arrive.
+    Output lines are forwarded to the task log as they arrive. A permanent exit code fails
+    the task without retries (``JobPermanentError``); any other failure is retried.
     """
 
     template_fields: Sequence[str] = ("argv", "extra_argv")
@@ -105,8 +106,8 @@ class LocalJobOperator(BaseOperator):
         for reader in readers:
             reader.join()
         self._proc = None
-        if returncode == EXIT_CONFIG:
-            raise JobConfigError(self.module, returncode, tail)
+        if is_permanent(returncode):
+            raise JobPermanentError(self.module, returncode, tail)
         if returncode != 0:
             raise JobFailedError(self.module, returncode, tail)
         self.log.info("%s finished", self.module)

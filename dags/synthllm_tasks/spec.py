@@ -33,10 +33,15 @@ RUN_ARGV: tuple[str, ...] = (
 # default_args of every synthllm DAG.
 DEFAULT_ARGS = {
     "owner": "data-platform",
-    # Transient failures (preempted pod, S3 hiccup); outputs commit per attempt.
-    "retries": 2,
-    "retry_delay": timedelta(minutes=5),
-    "retry_exponential_backoff": True,
+    # Transient failures (preempted pod, S3 hiccup); outputs commit per attempt. A job that
+    # exits with the permanent code fails at once instead (synthllm_tasks/exitcodes.py).
+    "retries": 3,
+    "retry_delay": timedelta(minutes=2),
+    # A multiplier in Airflow 3 (True is 1: a constant delay): waits of 2-4, 4-8, 8-16 min
+    # (hash jitter); an S3 brown-out or a node drain usually clears within that.
+    "retry_exponential_backoff": 2.0,
+    # Caps a long backoff so a retried task still finishes within the day's run.
+    "max_retry_delay": timedelta(minutes=30),
 }
 
 _IMAGE_FOR_KIND: dict[str, ImageKind] = {"spark": "spark", "python": "python", "python_gpu": "vllm"}

@@ -13,16 +13,20 @@ the budget for each of the two parses and the comparison) stops slow sympy work 
 Python; and every comparison runs in a worker process that the parent kills when the budget
 is spent, since a comparison stuck in C (a power tower like ``10^{10^{10}}``) ignores
 signals. A killed comparison counts as wrong (status ``timeout``); the next one starts a
-fresh worker.
+fresh worker. math_verify's alarms work only in a main thread: they run in the worker's, so a
+:class:`Verifier` may be used from any thread of the parent (one comparison at a time per
+verifier, under a lock).
 """
 
 from __future__ import annotations
 
 import atexit
 import importlib
+import importlib.metadata
 import logging
 import math
 import multiprocessing
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +37,14 @@ log = logging.getLogger(__name__)
 
 CORRECT, WRONG, TIMEOUT, ERROR, NO_ANSWER = "correct", "wrong", "timeout", "error", "no_answer"
 _STARTUP_TIMEOUT_S = 120.0  # importing sympy + math_verify on a busy 2-core machine
+
+
+def verifier_name() -> str:
+    """The equivalence checker with its version, as recorded in stats and the dataset card."""
+    try:
+        return f"math-verify {importlib.metadata.version('math-verify')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "math-verify"
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,7 @@ class Verifier:
         self._proc: Any = None
         self._conn: Any = None
         self._ready = False
+        self._lock = threading.Lock()  # one request/reply on the pipe at a time
         self.num_timeouts = 0
 
     def start(self) -> Verifier:
@@ -124,6 +137,10 @@ class Verifier:
         if pred is None or not pred.strip():
             return Verdict(NO_ANSWER)
         budget = self.timeout_s if timeout_s is None else timeout_s
+        with self._lock:
+            return self._check(pred, gold, budget)
+
+    def _check(self, pred: str, gold: str, budget: float) -> Verdict:
         self._wait_ready()
         self._conn.send((pred, gold, budget))
         if not self._conn.poll(budget):
@@ -167,6 +184,7 @@ class Verifier:
 
 
 _shared: Verifier | None = None
+_shared_lock = threading.Lock()
 
 
 def answers_equivalent(pred: str, gold: str, timeout_s: float = 5.0) -> bool:
@@ -175,7 +193,8 @@ def answers_equivalent(pred: str, gold: str, timeout_s: float = 5.0) -> bool:
     Uses one shared worker process per Python process (stopped at exit).
     """
     global _shared
-    if _shared is None:
-        _shared = Verifier(timeout_s)
-        atexit.register(_shared.close)
+    with _shared_lock:
+        if _shared is None:
+            _shared = Verifier(timeout_s)
+            atexit.register(_shared.close)
     return _shared.check(pred, gold, timeout_s).correct

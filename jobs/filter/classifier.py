@@ -232,7 +232,8 @@ def domain_scores(
 ) -> tuple[DataFrame, dict[str, Any]]:
     """Score ``candidates(key long >= 0, text)``; the sample is drawn from ``pool(key, text)``.
 
-    Returns ``(key, domain_score)`` for every candidate and the training statistics.
+    Returns ``(key, domain_score, features)`` for every candidate (``features``: its MiniLM
+    embedding, which the fine-grained rounds reuse) and the training statistics.
     """
     spark = candidates.sparkSession
     sample = sample_documents(pool, cfg.num_negatives, cfg.seed).localCheckpoint(eager=True)
@@ -248,7 +249,8 @@ def domain_scores(
     )
     train = train.localCheckpoint(eager=True)
     models, accuracy = _fit_folds(train, cfg)
-    scores = _score(models, emb.join(candidates.select("key"), "key"), train)
+    cand_emb = emb.join(candidates.select("key"), "key")
+    scores = _score(models, cand_emb, train).join(cand_emb, "key")
     stats = {
         **info,
         "heldout_accuracy": accuracy,

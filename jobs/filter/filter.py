@@ -1,10 +1,15 @@
-"""Filter job: documents_raw → documents (+ quarantine/filter), paper section 1.1.
+"""Filter job: documents_raw → candidates (+ quarantine/filter), paper section 1.1.
 
-Three stages, each removal quarantined with its reason: quality heuristics
-(``heuristics.py``), duplicate removal (``dedup.py``: exact copies of the normalised text,
-then near-duplicates with MinHash LSH) and the cold-start domain classifier
-(``classifier.py``). Kept rows carry their scores; removed rows keep theirs inside the
-quarantine ``raw`` JSON (duplicates also name the kept document in ``duplicate_of``).
+Three stages: quality heuristics (``heuristics.py``) and duplicate removal (``dedup.py``:
+exact copies of the normalised text, then near-duplicates with MinHash LSH) quarantine what
+they remove, with the reason; the cold-start domain classifier (``classifier.py``) scores
+every remaining document. ``candidates`` holds those documents with their scores, the
+cold-start verdict in ``filter_reason`` (``kept``: in D^0, or ``off_domain``) and the MiniLM
+``embedding``; the fine-grained rounds (``refine.py``, a GPU job) turn it into
+``documents``. Removed rows keep their scores inside the quarantine ``raw`` JSON (duplicates
+also name the kept document in ``duplicate_of``). The positives are the seed file
+``filter.positives_uri``, or the LLM-written documents of ``positives.py`` when
+``filter.positive_topics`` is set.
 ``_stats.json`` adds the classifier's training counts and held-out accuracy, keep rates per
 ``meta['domain_hint']`` where the corpus has one, and the seconds spent per stage.
 
@@ -30,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "filter"
+OUTPUT = "candidates"
+# filter_reason values of the rows that reach candidates: the cold-start verdict.
+CANDIDATE_REASONS = ("kept", "off_domain")
 DOC_COLUMNS = ("doc_id", "text", "url", "source", "snapshot", "meta", "num_chars")
 SCORE_COLUMNS = ("alpha_ratio", "symbol_ratio", "dup_line_fraction", "domain_score")
 # JSON escaping can double a text's length; this leaves room for the other fields.
@@ -87,6 +95,7 @@ def decide(scored: DataFrame, dups: DataFrame, scores: DataFrame | None, cfg: An
     out = scored.join(dups, "_row", "left")
     if scores is None:
         out = out.withColumn("domain_score", F.lit(None).cast("double"))
+        out = out.withColumn("features", F.lit(None).cast("array<float>"))
     else:
         out = out.join(scores, "_row", "left")
     reason = F.coalesce(
@@ -110,7 +119,7 @@ def quarantine_rows(decided: DataFrame) -> DataFrame:
     text = F.substring("text", 1, MAX_RAW_TEXT_CHARS).alias("text")
     truncated = (F.length("text") > MAX_RAW_TEXT_CHARS).alias("text_truncated")
     raw = F.substring(F.to_json(F.struct(*payload, truncated, text)), 1, MAX_RAW_CHARS)
-    return decided.where(F.col("filter_reason") != "kept").select(
+    return decided.where(~F.col("filter_reason").isin(*CANDIDATE_REASONS)).select(
         F.lit(STAGE).alias("stage"),
         F.col("filter_reason").alias("reason"),
         F.col("doc_id").cast("string"),
@@ -159,19 +168,23 @@ def keep_rate_by_hint(decided: DataFrame) -> dict[str, Any]:
 def write_outputs(
     ctx: JobContext, outputs: tuple[StageOutput, StageOutput], decided: DataFrame, stats: StageStats
 ) -> None:
-    """Commit quarantine/filter first, then documents (readers follow documents' _SUCCESS)."""
+    """Commit quarantine/filter first, then candidates (readers follow its _SUCCESS)."""
+    from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
+    from pyspark.sql import types as T
 
-    quarantine, documents = outputs
+    quarantine, candidates = outputs
     inputs = [ctx.layout.table("documents_raw")]
     quarantine_rows(decided).write.parquet(to_spark_uri(quarantine.begin()))
     quarantine.commit(ctx.manifest("filter.quarantine", inputs), None)
 
-    kept = decided.where(F.col("filter_reason") == "kept")
-    kept.select(*DOC_COLUMNS, *SCORE_COLUMNS, "filter_reason").write.parquet(
-        to_spark_uri(documents.begin())
-    )
-    documents.commit(ctx.manifest("filter", inputs), stats)
+    kept = decided.where(F.col("filter_reason").isin(*CANDIDATE_REASONS))
+    vector = not isinstance(decided.schema["features"].dataType, T.ArrayType)
+    emb = vector_to_array("features", "float32") if vector else F.col("features")
+    kept.select(
+        *DOC_COLUMNS, *SCORE_COLUMNS, "filter_reason", emb.alias("embedding")
+    ).write.parquet(to_spark_uri(candidates.begin()))
+    candidates.commit(ctx.manifest("filter", inputs), stats)
 
 
 def filter_documents(
@@ -224,18 +237,18 @@ def filter_documents(
 def run(ctx: JobContext) -> StageStats:
     """Filter one snapshot's documents_raw into documents."""
 
-    from jobs.filter.classifier import read_positives
+    from jobs.filter.positives import positives_for
     from jobs.spark import build_session
 
     cfg = ctx.cfg.filter
     storage = Storage(ctx.cfg.storage)
     source = ctx.layout.table("documents_raw")
     require_committed(storage, source)
-    positives = read_positives(storage, cfg.positives_uri)  # fail before starting Spark
+    positives = positives_for(storage, ctx.layout, cfg)  # fail before starting Spark
     # Created now so that the wall time in _stats.json covers the whole job.
     outputs = (
         StageOutput(storage, ctx.layout.quarantine(STAGE), ctx.attempt),
-        StageOutput(storage, ctx.layout.table("documents"), ctx.attempt),
+        StageOutput(storage, ctx.layout.table(OUTPUT), ctx.attempt),
     )
     spark = build_session(ctx.cfg, "synthllm-filter")
 
@@ -246,7 +259,9 @@ def run(ctx: JobContext) -> StageStats:
     decided, extra = filter_documents(raw, positives, cfg)
     by_reason = decided.groupBy("filter_reason").count().collect()
     counts = {r["filter_reason"]: r["count"] for r in by_reason}
-    rows_out = counts.pop("kept", 0)
+    cold_start = {r: counts.pop(r, 0) for r in CANDIDATE_REASONS}
+    rows_out = sum(cold_start.values())
+    extra["cold_start"] = cold_start
     extra["keep_rate_by_domain_hint"] = keep_rate_by_hint(decided)
     stats = StageStats(rows_out + sum(counts.values()), rows_out, counts, extra=extra)
     stats.check_balance()
@@ -254,7 +269,10 @@ def run(ctx: JobContext) -> StageStats:
     if raw_rows != stats.rows_in:  # the input changed under us, or rows were lost
         raise RuntimeError(f"{source}: {raw_rows} rows, but {stats.rows_in} were filtered")
     write_outputs(ctx, outputs, decided, stats)
-    log.info("filter: kept %d of %d; removed %s", rows_out, stats.rows_in, counts)
+    log.info(
+        "filter: %d of %d candidates (cold start: %s); removed %s",
+        rows_out, stats.rows_in, cold_start, counts,
+    )  # fmt: skip
     return stats
 
 

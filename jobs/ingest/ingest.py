@@ -5,7 +5,10 @@
 Reads every ``*.jsonl``, ``*.jsonl.gz`` and ``*.parquet`` under ``{root}/corpus/{snapshot}/``,
 normalises rows to the ``documents_raw`` contract with a stable ``doc_id``, and quarantines
 every row it cannot use with a reason. A snapshot that cannot be read as a whole (no files, a
-corrupt file, a file without the text field) stops the job with an error naming the file.
+file without the text field) stops the job with an error naming the file. A corrupt file (bad
+gzip stream, not Parquet) follows ``ingest.on_corrupt_file``: ``fail`` stops the job naming
+it; ``quarantine`` writes one ``unreadable_file`` quarantine row for it (``raw`` = the reader's
+error), ingests the other files and lists it in the stats' ``corrupt_files``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobs.cli import JobContext, base_parser, run_job
 from jobs.commit import StageOutput, StageStats
@@ -24,7 +27,10 @@ from jobs.ingest.rules import (
     DUPLICATE_ID,
     INVALID_UTF8,
     MALFORMED_JSON,
+    RAW_MAX_CHARS,
     STAGE,
+    UNREADABLE_FILE,
+    CorruptFileError,
     Fields,
     IngestInputError,
 )
@@ -38,6 +44,10 @@ log = logging.getLogger(__name__)
 DOC_COLUMNS = ("doc_id", "text", "url", "source", "snapshot", "meta", "num_chars")
 QUARANTINE_COLUMNS = ("stage", "reason", "doc_id", "source_file", "raw", "snapshot")
 _ORDER = ("source_file", "block_start", "row_in_block")
+_UNREADABLE_SCHEMA = (
+    "stage string, reason string, doc_id string, source_file string, raw string, "
+    "snapshot string, block_start long, row_in_block long"
+)
 
 
 @dataclass
@@ -127,29 +137,79 @@ def read_parsed(spark: SparkSession, files: list[str], cfg: IngestConfig) -> Dat
     return mark_duplicates(reader.parse_rows(lines, fields))
 
 
-def _count(rows: DataFrame, files: list[str]) -> Tally:
+def _count(rows: DataFrame) -> Tally:
     """``tally`` with Spark's reader failures (bad gzip, bad Parquet page) named by file."""
     try:
-        counted = tally(rows)
+        return tally(rows)
     except IngestInputError:
         raise
     except Exception as exc:
-        raise reader.explain_read_failure(exc, files) from exc
-    counted.stats.check_balance()
-    s = counted.stats
+        corrupt = reader.explain_read_failure(exc)
+        if corrupt is None:
+            raise
+        raise corrupt from exc
+
+
+def read_counted(
+    spark: SparkSession, files: list[str], cfg: IngestConfig
+) -> tuple[DataFrame, Tally, dict[str, str]]:
+    """Parse and count ``files``; under the quarantine policy, set corrupt files aside.
+
+    Returns the persisted parsed rows, their tally and ``{uri: error}`` of the files set aside.
+    Spark finds a corrupt file only while reading it, so each one found costs another pass over
+    the remaining files: corrupt files are rare, and the counts of the others stay exact.
+    """
+    from pyspark import StorageLevel
+
+    unreadable: dict[str, str] = {}
+    while True:
+        live = [f for f in files if f not in unreadable]
+        if not live:
+            raise IngestInputError(f"no readable input file: all {len(files)} are corrupt")
+        rows = None
+        try:
+            # Persisted: the Python parser and the duplicate window run once for count and write.
+            rows = read_parsed(spark, live, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+            return rows, _count(rows), unreadable
+        except CorruptFileError as exc:
+            if rows is not None:
+                rows.unpersist()
+            if cfg.on_corrupt_file == "fail" or exc.uri not in live:
+                raise
+            log.warning("ingest: quarantining unreadable file %s: %s", exc.uri, exc.error)
+            unreadable[exc.uri] = exc.error
+
+
+def add_unreadable(counted: Tally, unreadable: dict[str, str]) -> None:
+    """Count each unreadable file as one input row quarantined as ``unreadable_file``."""
+    stats = counted.stats
+    if unreadable:
+        stats.rows_in += len(unreadable)
+        stats.quarantined[UNREADABLE_FILE] = len(unreadable)
+        counted.quarantine_chars += sum(len(e) for e in unreadable.values())
+    stats.extra["corrupt_files"] = [{"file": u, "error": e} for u, e in sorted(unreadable.items())]
+    stats.check_balance()
     log.info(
-        "ingest: rows_in=%d rows_out=%d quarantined=%s blank_lines=%d",
-        s.rows_in,
-        s.rows_out,
-        s.quarantined,
-        s.extra["blank_lines"],
+        "ingest: rows_in=%d rows_out=%d quarantined=%s blank_lines=%d corrupt_files=%d",
+        stats.rows_in,
+        stats.rows_out,
+        stats.quarantined,
+        stats.extra["blank_lines"],
+        len(unreadable),
     )
-    return counted
+
+
+def unreadable_rows(spark: SparkSession, unreadable: dict[str, str], snapshot: str) -> DataFrame:
+    """One quarantine row per unreadable file, sorted with the others by ``source_file``."""
+    rows: list[tuple[Any, ...]] = [
+        (STAGE, UNREADABLE_FILE, None, uri, error[:RAW_MAX_CHARS], snapshot, 0, 0)
+        for uri, error in sorted(unreadable.items())
+    ]
+    return spark.createDataFrame(rows, _UNREADABLE_SCHEMA)
 
 
 def run(ctx: JobContext) -> StageStats:
     """Read the snapshot, normalise and quarantine rows, commit both outputs."""
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from jobs.spark import build_session
@@ -158,15 +218,18 @@ def run(ctx: JobContext) -> StageStats:
     storage = Storage(ctx.cfg.storage)
     files = reader.list_inputs(storage, ctx.layout.corpus)
     spark = build_session(ctx.cfg, "synthllm-ingest")
-    # Persisted: the Python parser and the duplicate window run once for counting and writing.
-    rows = read_parsed(spark, files, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    rows, counted, unreadable = read_counted(spark, files, cfg)
     q_out = StageOutput(storage, ctx.layout.quarantine(STAGE), ctx.attempt)
     d_out = StageOutput(storage, ctx.layout.table("documents_raw"), ctx.attempt)
     try:
-        counted = _count(rows, files)
+        add_unreadable(counted, unreadable)
         snap = F.lit(ctx.snapshot)
         quarantine = rows.filter(F.col("reason").isNotNull() & (F.col("reason") != BLANK))
         quarantine = quarantine.withColumn("stage", F.lit(STAGE)).withColumn("snapshot", snap)
+        if unreadable:
+            quarantine = quarantine.select(*QUARANTINE_COLUMNS, *_ORDER[1:]).unionByName(
+                unreadable_rows(spark, unreadable, ctx.snapshot)
+            )
         docs = rows.filter(F.col("reason").isNull()).withColumn("snapshot", snap)
         q_files = num_files(counted.quarantine_chars, cfg.output_file_mb)
         _write(quarantine, q_out, q_files, QUARANTINE_COLUMNS)

@@ -23,7 +23,14 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-from jobs.ingest.rules import Fields, IngestInputError, is_input_file, parse_line
+from jobs.errors import is_transient
+from jobs.ingest.rules import (
+    CorruptFileError,
+    Fields,
+    IngestInputError,
+    is_input_file,
+    parse_line,
+)
 from jobs.storage import Storage, to_spark_uri
 
 if TYPE_CHECKING:
@@ -80,7 +87,9 @@ def _parquet_schema(spark: SparkSession, uri: str, text_field: str):
     try:
         schema = spark.read.parquet(to_spark_uri(uri)).schema
     except Exception as exc:
-        raise IngestInputError(f"cannot read parquet file {uri}: {_first_line(exc)}") from exc
+        if is_transient(exc):
+            raise
+        raise CorruptFileError(uri, f"cannot read parquet: {_first_line(exc)}") from exc
     if text_field not in schema.fieldNames():
         raise IngestInputError(
             f"parquet file {uri} has no {text_field!r} column (columns: {schema.fieldNames()})"
@@ -140,16 +149,18 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
-def explain_read_failure(exc: BaseException, files: list[str]) -> IngestInputError:
-    """Turn a failed Spark read into an error naming the file (Spark puts it in the message)."""
+def explain_read_failure(exc: BaseException) -> CorruptFileError | None:
+    """The corrupt file behind a failed Spark read (Spark names it in the message), or None.
+
+    None when the failure is transient (S3, network, a lost executor: a retry may succeed) or
+    names no file; the caller then re-raises the original error.
+    """
     from jobs.ingest.rules import spark_path_to_uri
 
     match = _FAILED_FILE_RE.search(str(exc))
-    if match:
-        return IngestInputError(
-            f"corrupt input file {spark_path_to_uri(match.group(1))}: {_root_cause(exc)}"
-        )
-    return IngestInputError(f"reading the snapshot failed ({len(files)} files): {_first_line(exc)}")
+    if match is None or is_transient(exc):
+        return None
+    return CorruptFileError(spark_path_to_uri(match.group(1)), _root_cause(exc))
 
 
 def _root_cause(exc: BaseException) -> str:

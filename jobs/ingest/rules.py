@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from jobs.errors import PermanentError
+
 STAGE = "ingest"
 RAW_MAX_CHARS = 10_000
 INPUT_SUFFIXES = (".jsonl.gz", ".jsonl", ".parquet")
@@ -23,6 +25,9 @@ EMPTY_TEXT = "empty_text"
 NON_STRING_TEXT = "non_string_text"
 TEXT_TOO_LONG = "text_too_long"
 DUPLICATE_ID = "duplicate_id"
+# A whole input file that cannot be read, under ``ingest.on_corrupt_file = "quarantine"``: one
+# quarantine row per file (``raw`` holds the reader's error), counted as one input row.
+UNREADABLE_FILE = "unreadable_file"
 REASONS = (
     MALFORMED_JSON,
     INVALID_UTF8,
@@ -31,14 +36,24 @@ REASONS = (
     NON_STRING_TEXT,
     TEXT_TOO_LONG,
     DUPLICATE_ID,
+    UNREADABLE_FILE,
 )
 # A whitespace-only line is no row at all (JSON Lines writers often end with blank lines):
 # it is counted in the stats' ``blank_lines`` but is neither an input row nor quarantined.
 BLANK = "blank_line"
 
 
-class IngestInputError(RuntimeError):
+class IngestInputError(PermanentError, RuntimeError):
     """The snapshot cannot be ingested as a whole: no files, a corrupt file, a wrong schema."""
+
+
+class CorruptFileError(IngestInputError):
+    """One input file cannot be read (bad gzip stream, not Parquet): names the file."""
+
+    def __init__(self, uri: str, error: str):
+        self.uri = uri
+        self.error = error
+        super().__init__(f"corrupt input file {uri}: {error}")
 
 
 @dataclass(frozen=True)

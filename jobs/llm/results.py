@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from jobs.layout import Layout
-from jobs.llm.batchfile import ResponseLine, ShardSpec, read_responses
-from jobs.llm.runner import ShardFiles
+from jobs.llm.batchfile import ResponseLine, ShardSpec
+from jobs.llm.journal import ShardFiles, read_shard_lines
 from jobs.storage import Storage, basename, join
 
 _REQUEST_FILE = re.compile(r"^shard-(\d{5})-of-(\d{5})\.jsonl$")
@@ -54,11 +54,13 @@ def read_task_responses(storage: Storage, layout: Layout, task: str) -> dict[str
     """Every response of a finished task, by custom_id."""
     out: dict[str, ResponseLine] = {}
     for shard in require_task_done(storage, layout, task):
-        uri = ShardFiles.of(layout, task, shard).responses
-        for obj in read_responses(storage, uri).lines:
+        files = ShardFiles.of(layout, task, shard)
+        for obj in read_shard_lines(storage, files):
             line = ResponseLine.from_json(obj)
             if line.custom_id in out:
-                raise ValueError(f"{uri}: custom_id {line.custom_id!r} answered in two shards")
+                raise ValueError(
+                    f"{files.responses}: custom_id {line.custom_id!r} answered in two shards"
+                )
             out[line.custom_id] = line
     return out
 

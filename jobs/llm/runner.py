@@ -1,15 +1,14 @@
-"""Run one LLM shard: requests JSONL in, an append-only response journal out, resumable.
+"""Run one LLM shard: requests JSONL in, per-batch response part files out, resumable.
 
-Files of shard ``i`` of task ``T`` (DESIGN.md sections 2 and 5)::
-
-    {run}/llm/T/requests/shard-i-of-N.jsonl        written by the stage's prepare job
-    {run}/llm/T/responses/shard-i-of-N.jsonl       journal: one line per custom_id, appended
-    {run}/llm/T/responses/shard-i-of-N.meta.json   fingerprint of the requests the journal answers
-    {run}/llm/T/responses/shard-i-of-N.stats.json  token accounting (written when complete)
-    {run}/llm/T/responses/shard-i-of-N.done        completion marker, written last
-
-Each batch's lines are appended and flushed in one write, so a killed shard loses at most the
-batch in flight; the rerun keeps every complete line byte for byte and generates the rest.
+Where the files live and how attempts merge: :mod:`jobs.llm.journal`. A run reuses every
+successful response already stored under the shard key (requests + model fingerprint) and
+generates the rest: requests never answered and requests that failed. Each batch is written
+as one part file of this run's attempt, so a killed shard loses at most the batch in flight.
+Batches are ``generation.batch_size`` requests, except for engines that declare
+``batches_internally = True`` (vLLM schedules any number itself): they get every pending
+request of the shard in one call (plus one call for the repairs).
+The shard is marked done only when at most ``generation.max_error_share`` of its requests
+failed; otherwise the run fails and its retry regenerates exactly the failed requests.
 """
 
 from __future__ import annotations
@@ -30,38 +29,32 @@ from jobs.llm.batchfile import (
     ResponseLine,
     ShardSpec,
     dumps_lines,
-    parse_journal,
     read_requests,
     response_to_line,
 )
 from jobs.llm.engine import ChatRequest, ChatResponse, Engine
+from jobs.llm.fingerprint import model_fingerprint
+from jobs.llm.journal import (
+    ShardFiles,
+    list_attempts,
+    merge_responses,
+    new_attempt,
+    part_uri,
+    shard_key,
+)
 from jobs.llm.tasks import LLMTask
-from jobs.storage import Storage, join
+from jobs.storage import Storage, basename, join
+
+__all__ = ["ShardErrorShareExceeded", "ShardFiles", "derive_seed", "run_shard"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ShardFiles:
-    """URIs of one shard's files."""
+class ShardErrorShareExceeded(RuntimeError):
+    """More of a shard's requests failed than ``generation.max_error_share`` allows.
 
-    requests: str
-    responses: str
-    meta: str
-    stats: str
-    done: str
-
-    @classmethod
-    def of(cls, layout: Layout, task: str, shard: ShardSpec) -> ShardFiles:
-        base = layout.llm_task(task)
-        out = join(base, "responses", shard.stem)
-        return cls(
-            requests=join(base, "requests", shard.stem + ".jsonl"),
-            responses=out + ".jsonl",
-            meta=out + ".meta.json",
-            stats=out + ".stats.json",
-            done=out + ".done",
-        )
+    Not permanent: the retry regenerates only the failed requests.
+    """
 
 
 def derive_seed(base_seed: int, shard_index: int, batch_index: int) -> int:
@@ -70,7 +63,7 @@ def derive_seed(base_seed: int, shard_index: int, batch_index: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def _fingerprint(storage: Storage, uri: str) -> str:
+def _requests_sha256(storage: Storage, uri: str) -> str:
     if not storage.exists(uri):
         raise FileNotFoundError(f"request shard {uri} does not exist (run the prepare job first)")
     return hashlib.sha256(storage.read_bytes(uri)).hexdigest()
@@ -82,39 +75,6 @@ def _is_parseable(task: LLMTask, text: str) -> bool:
     except Exception as exc:  # a parser crash means "cannot parse", not a dead shard
         log.warning("task %s: parser raised %r; treating output as unparseable", task.name, exc)
         return False
-
-
-def _discard(storage: Storage, files: ShardFiles, why: str) -> None:
-    log.warning("%s: %s; discarding the old responses and starting over", files.responses, why)
-    for uri in (files.responses, files.stats, files.done, files.meta):
-        storage.delete(uri)
-
-
-def _load_journal(storage: Storage, files: ShardFiles, fingerprint: str) -> dict[str, Any]:
-    """Complete journal lines by custom_id; drops a torn tail and stale journals."""
-    if (
-        storage.exists(files.meta)
-        and storage.read_json(files.meta).get("requests_sha256") != fingerprint
-    ):
-        _discard(storage, files, f"answers other requests than {files.requests}")
-    storage.write_json(files.meta, {"requests_sha256": fingerprint, "requests_uri": files.requests})
-    if not storage.exists(files.responses):
-        return {}
-    data = storage.read_bytes(files.responses)
-    journal = parse_journal(data, files.responses)
-    if journal.torn:
-        log.warning(
-            "%s: dropping a torn last line (%d bytes)",
-            files.responses,
-            len(data) - journal.good_bytes,
-        )
-        storage.write_bytes(files.responses, data[: journal.good_bytes])
-    done: dict[str, Any] = {}
-    for line in journal.lines:
-        if line["custom_id"] in done:
-            raise ValueError(f"{files.responses}: duplicate custom_id {line['custom_id']!r}")
-        done[line["custom_id"]] = line
-    return done
 
 
 def _generate_batch(
@@ -173,6 +133,13 @@ class _ShardRun:
     task: LLMTask
     shard: ShardSpec
     cfg: PipelineConfig
+    key: str
+    requests_sha256: str
+    fingerprint: dict[str, Any]
+
+    @property
+    def key_prefix(self) -> str:
+        return self.files.key_prefix(self.key)
 
 
 def run_shard(
@@ -187,20 +154,28 @@ def run_shard(
     """Bring one shard to completion and return its ``.done`` marker body.
 
     ``engine`` may be a zero-argument factory, so a finished shard is skipped without
-    loading a model. A finished shard (``.done`` for the same requests) is left untouched.
+    loading a model. A finished shard (``.done`` for the same shard key) is left untouched.
+    Raises :class:`ShardErrorShareExceeded` when too many requests failed.
     """
     started = time.monotonic()
-    run = _ShardRun(storage, ShardFiles.of(layout, task.name, shard), task, shard, cfg)
-    files = run.files
+    files = ShardFiles.of(layout, task.name, shard)
     # Prepare jobs commit the request folder atomically; half-written shards are not trusted.
     require_committed(storage, join(layout.llm_task(task.name), "requests"))
-    fingerprint = _fingerprint(storage, files.requests)
+    requests_sha256 = _requests_sha256(storage, files.requests)
+    fingerprint = model_fingerprint(cfg.generation)
+    key = shard_key(requests_sha256, fingerprint["sha256"])
+    run = _ShardRun(storage, files, task, shard, cfg, key, requests_sha256, fingerprint)
     if storage.exists(files.done):
         marker = storage.read_json(files.done)
-        if marker.get("requests_sha256") == fingerprint:
+        if marker.get("shard_key") == key:
             log.info("%s %s: already done (%s), skipping", task.name, shard.stem, files.done)
             return marker
-        _discard(storage, files, "the .done marker belongs to other requests")
+        # Other requests or another model: the old marker must not vouch for this shard.
+        log.warning(
+            "%s: done for shard key %s, not %s; redoing", files.done, marker.get("shard_key"), key
+        )
+        storage.delete(files.done)
+        storage.delete(files.stats)
     gen = cfg.generation
     defaults = {
         "temperature": gen.temperature,
@@ -208,50 +183,67 @@ def run_shard(
         "max_tokens": gen.max_new_tokens,
     }
     requests = read_requests(storage, files.requests, defaults)
-    journal = _load_journal(storage, files, fingerprint)
-    stray = set(journal) - {r.custom_id for r in requests}
+    stored = merge_responses(storage, run.key_prefix)
+    stray = set(stored) - {r.custom_id for r in requests}
     if stray:
-        raise ValueError(f"{files.responses}: {len(stray)} custom_ids not in {files.requests}")
-    todo = [r for r in requests if r.custom_id not in journal]
+        raise ValueError(f"{run.key_prefix}: {len(stray)} custom_ids not in {files.requests}")
+    # Never answered, or failed: a stored success is reused, a stored error is not.
+    todo = {r.custom_id for r in requests if (stored.get(r.custom_id) or {"error": 1})["error"]}
+    failed = sum(1 for cid in todo if cid in stored)
     log.info(
-        "%s %s: %d requests, %d already answered, %d to generate",
-        task.name, shard.stem, len(requests), len(journal), len(todo),
+        "%s %s (key %s): %d requests, %d reused, %d to generate (%d failed before)",
+        task.name, shard.stem, key, len(requests), len(requests) - len(todo), len(todo), failed,
     )  # fmt: skip
-    model = _generate_missing(run, engine, requests, set(journal), len(todo)) if todo else None
+    model = _generate(run, engine, requests, todo) if todo else None
     return _finish(run, requests, len(todo), model, started, manifest or {})
 
 
-def _generate_missing(
-    run: _ShardRun,
-    engine: Engine | Callable[[], Engine],
-    requests: list[ChatRequest],
-    answered: set[str],
-    todo: int,
-) -> str:
-    """Generate, batch by batch, every request without a journal line; returns the model."""
-    from tqdm import tqdm
+def _plan(run: _ShardRun, engine: Engine, requests: list[ChatRequest], todo: set[str]):
+    """The engine calls of this attempt: one per batch, or one for all if the engine batches.
 
-    if not hasattr(engine, "generate"):
-        engine = engine()  # type: ignore[operator]
-    size, t0, tokens = run.cfg.generation.batch_size, time.monotonic(), 0
-    bar = tqdm(total=todo, desc=f"{run.task.name} {run.shard.stem}", unit="req", file=sys.stderr)
-    # Batches are planned over the whole shard, so batch b always gets the same seed.
+    Batches are planned over the whole shard, so batch b always gets the same seed whether
+    or not its batch-mates were answered before.
+    """
+    size, batches = run.cfg.generation.batch_size, []
     for b, start in enumerate(range(0, len(requests), size)):
         seed = derive_seed(run.cfg.generation.seed, run.shard.index, b)
         batch = [
             r if r.seed is not None else dataclasses.replace(r, seed=seed)
             for r in requests[start : start + size]
-            if r.custom_id not in answered
+            if r.custom_id in todo
         ]
-        if not batch:
-            continue
+        if batch:
+            batches.append(batch)
+    if getattr(engine, "batches_internally", False):
+        return [[r for batch in batches for r in batch]]
+    return batches
+
+
+def _generate(
+    run: _ShardRun,
+    engine: Engine | Callable[[], Engine],
+    requests: list[ChatRequest],
+    todo: set[str],
+) -> str:
+    """Generate the ``todo`` requests into a new attempt, one part file per engine call."""
+    from tqdm import tqdm
+
+    if not hasattr(engine, "generate"):
+        engine = engine()  # type: ignore[operator]
+    attempt = new_attempt(run.storage, run.key_prefix)
+    log.info("%s %s: writing attempt %s", run.task.name, run.shard.stem, attempt)
+    t0, tokens = time.monotonic(), 0
+    bar = tqdm(
+        total=len(todo), desc=f"{run.task.name} {run.shard.stem}", unit="req", file=sys.stderr
+    )
+    for n, batch in enumerate(_plan(run, engine, requests, todo)):  # type: ignore[arg-type]
         results = _generate_batch(engine, run.task, batch)  # type: ignore[arg-type]
         lines = [
             response_to_line(final, engine.model_name, 2 if first else 1, first)  # type: ignore[union-attr]
             for final, first in results
         ]
-        # One write per batch: a kill loses at most this batch, never half of a line's batch-mates.
-        run.storage.append_text(run.files.responses, dumps_lines(lines))
+        # One PUT per batch: a kill loses at most this batch, and no object is rewritten.
+        run.storage.write_text(part_uri(attempt, n), dumps_lines(lines))
         tokens += sum(f.completion_tokens + (p.completion_tokens if p else 0) for f, p in results)
         bar.update(len(batch))
         bar.set_postfix(tok_s=f"{tokens / max(time.monotonic() - t0, 1e-9):.1f}")
@@ -267,21 +259,27 @@ def _finish(
     started: float,
     manifest: dict[str, Any],
 ) -> dict[str, Any]:
-    """Check the journal answers every request once, then write stats and the marker."""
+    """Check every request is answered and few enough failed, then write stats and marker."""
     storage, files, task = run.storage, run.files, run.task
-    data = storage.read_bytes(files.responses) if storage.exists(files.responses) else b""
-    journal = parse_journal(data, files.responses)
-    lines = [ResponseLine.from_json(obj) for obj in journal.lines]
-    ids = [line.custom_id for line in lines]
-    if len(ids) != len(set(ids)) or set(ids) != {r.custom_id for r in requests}:
-        raise RuntimeError(f"{files.responses}: journal does not answer each request exactly once")
+    merged = merge_responses(storage, run.key_prefix)
+    if set(merged) != {r.custom_id for r in requests}:
+        raise RuntimeError(f"{run.key_prefix}: responses do not answer each request exactly once")
+    raw = [merged[r.custom_id] for r in requests]
+    lines = [ResponseLine.from_json(obj) for obj in raw]
     ok = [x for x in lines if not x.error]
+    errors, limit = len(lines) - len(ok), run.cfg.generation.max_error_share
+    if errors > limit * len(lines):
+        raise ShardErrorShareExceeded(
+            f"{task.name} {run.shard.stem}: {errors} of {len(lines)} requests failed "
+            f"({errors / len(lines):.1%}), over generation.max_error_share={limit}; the shard "
+            f"is not marked done, and a retry regenerates only the {errors} failed requests"
+        )
     stats = {
         "task": task.name,
         "shard": run.shard.stem,
         "requests": len(requests),
         "responses": len(lines),
-        "errors": len(lines) - len(ok),
+        "errors": errors,
         "repaired": sum(1 for x in lines if x.attempts > 1),
         "unparseable": sum(1 for x in ok if task.repairs and not _is_parseable(task, x.text)),
         "finish_reasons": _count(x.finish_reason or "none" for x in lines),
@@ -293,17 +291,22 @@ def _finish(
     marker = {
         **manifest,
         **stats,
-        "model": model or next(iter(_models(journal.lines)), None),
+        "model": model or next(iter(_models(raw)), None),
         "generated_this_attempt": generated,
         "resumed_with": len(requests) - generated,
         "wall_s": round(time.monotonic() - started, 3),
-        "requests_sha256": storage.read_json(files.meta)["requests_sha256"],
+        "requests_sha256": run.requests_sha256,
+        "shard_key": run.key,
+        "model_fingerprint": run.fingerprint,
+        "responses_uri": run.key_prefix,
+        "attempts": [basename(a) for a in list_attempts(storage, run.key_prefix)],
+        "max_error_share": limit,
     }
     storage.write_json(files.stats, stats)
     storage.write_json(files.done, marker)  # last: its presence means the shard is complete
     log.info(
         "%s %s: done: %d responses (%d errors, %d repaired), tokens %s",
-        task.name, run.shard.stem, len(lines), stats["errors"], stats["repaired"], stats["tokens"],
+        task.name, run.shard.stem, len(lines), errors, stats["repaired"], stats["tokens"],
     )  # fmt: skip
     return marker
 

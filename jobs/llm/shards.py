@@ -19,10 +19,10 @@ from typing import Any
 from jobs.cli import JobContext, base_parser
 from jobs.commit import MANIFEST, SUCCESS, StageOutput, StageStats, require_committed
 from jobs.layout import Layout
-from jobs.llm.batchfile import ResponseLine, read_requests, read_responses, write_request_shards
+from jobs.llm.batchfile import ResponseLine, read_requests, write_request_shards
 from jobs.llm.engine import ChatRequest
+from jobs.llm.journal import ShardFiles, read_shard_lines
 from jobs.llm.results import require_task_done
-from jobs.llm.runner import ShardFiles
 from jobs.storage import Storage, basename, join
 from jobs.tables import schema, write_table
 
@@ -189,18 +189,16 @@ def load_responses(storage: Storage, layout: Layout, task: str) -> ResponseSet:
         requests = read_requests(storage, files.requests)
         wanted = {r.custom_id for r in requests}
         by_id: dict[str, ResponseLine] = {}
-        for obj in read_responses(storage, files.responses).lines:
+        for obj in read_shard_lines(storage, files):
             line = ResponseLine.from_json(obj)
             if line.custom_id not in wanted:
                 result.unknown_ids += 1
                 continue
-            by_id[line.custom_id] = line  # the runner writes each id once; last wins anyway
+            by_id[line.custom_id] = line  # merged: one line per id
             model = ((obj.get("response") or {}).get("body") or {}).get("model")
             if model:
                 result.models[line.custom_id] = str(model)
-        result.pairs.extend(
-            (r, by_id.get(r.custom_id), basename(files.responses)) for r in requests
-        )
+        result.pairs.extend((r, by_id.get(r.custom_id), basename(files.requests)) for r in requests)
     if result.unknown_ids:
         log.warning("%s: ignored %d responses to unknown requests", task, result.unknown_ids)
     return result

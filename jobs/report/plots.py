@@ -46,6 +46,17 @@ def histogram_png(values: Sequence[int], title: str, xlabel: str, bins: int = 30
     return _png(fig)
 
 
+def binned_png(edges: Sequence[float], counts: Sequence[int], title: str, xlabel: str) -> bytes:
+    """A histogram already binned by its producer (``len(edges) == len(counts) + 1``)."""
+    fig = _figure()
+    ax = fig.subplots()
+    ax.stairs(list(counts), list(edges), fill=True, color=_BLUE)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("documents")
+    return _png(fig)
+
+
 def degree_label(lo: int) -> str:
     """The degree bucket ``[lo, 2*lo)`` as text: ``0``, ``1``, ``2–3``, ``4–7``..."""
     return str(lo) if lo <= 1 else f"{lo}–{2 * lo - 1}"

@@ -200,6 +200,94 @@ def _levels(summary: Mapping[str, Any]) -> str:
     return "<h2>Rows per level</h2>" + _table(headers, rows)
 
 
+FUNNEL_STAGES = ("generate_questions", "clean_questions", "answers")
+
+
+def _reasons(removed: Mapping[str, int]) -> str:
+    return ", ".join(f"{r}: {n}" for r, n in removed.items()) or "–"
+
+
+def _funnel(summary: Mapping[str, Any]) -> str:
+    """Per level and stage: how many went in, came out, and why the rest were removed."""
+    f = summary.get("funnel") or {"status": NOT_RUN}
+    head = "<h2>Questions per level and stage</h2>"
+    if "by_level" not in f:
+        return head + "<p>not run</p>"
+    rows = []
+    for lvl, stages in f["by_level"].items():
+        for stage in FUNNEL_STAGES:
+            row = stages.get(stage)
+            if row is None:
+                rows.append([f"Level-{lvl}", stage, NOT_RUN, NOT_RUN, NOT_RUN])
+                continue
+            rows.append([f"Level-{lvl}", stage, row["in"], row["out"], _reasons(row["removed"])])
+    note = (
+        "<p>generate_questions counts prompts in and questions out (a prompt asks for several "
+        "questions); the later stages count questions.</p>"
+    )
+    return head + note + _table(["level", "stage", "in", "out", "removed (reason: count)"], rows)
+
+
+def _document_filter(summary: Mapping[str, Any], plots: Mapping[str, str | None]) -> str:
+    f = summary.get("document_filter") or {"status": NOT_RUN}
+    head = "<h2>Document filter</h2>"
+    if f["status"] == NOT_RUN:
+        return head + _not_run("documents")
+    if f["status"] != "committed":
+        return head + "<p>The documents stage recorded no fine-grained rounds.</p>"
+    note = (
+        f"<p>{_esc(f.get('num_candidates'))} candidates passed the heuristics and dedup; the "
+        f"cold-start classifier kept {_esc(f.get('cold_start_kept'))} (round 0). Each round "
+        f"{_esc(f.get('rater_model'))} rates a sample of the previous set plus a random "
+        "sample, a random forest learns the ratings from the embeddings, and the documents "
+        f"scoring above {_esc(f.get('threshold'))} form the next set. The final set comes from "
+        f"round {_esc(f.get('decided_by_round'))}; unreadable ratings: "
+        f"{_esc(f.get('ratings_quarantined') or 'none')}.</p>"
+    )
+    keys = ("sample_previous", "sample_random", "rated", "reused", "parsed", "repaired",
+            "unparseable", "request_errors", "rating_mean", "above_threshold", "kept",
+            "fallback", "seconds")  # fmt: skip
+    rows = [["0 (cold start)", *([""] * 10), f.get("cold_start_kept"), "", ""]]
+    rows += [[r.get("round"), *(_round(r.get(k)) for k in keys)] for r in f.get("rounds", [])]
+    headers = ["round", "from previous set", "random", "rated", "reused", "parsed",
+               "repaired", "unparseable", "errors", "mean rating", "above threshold", "kept",
+               "fallback", "seconds"]  # fmt: skip
+    figures = "".join(
+        _figure(plots, f"filter_{k}", k.replace("_", " ")) for k in ("cold_start", "fine", "rating")
+    )
+    return head + note + _table(headers, rows) + figures
+
+
+def _agreement(summary: Mapping[str, Any]) -> str:
+    a = summary.get("agreement") or {"status": NOT_RUN}
+    head = "<h2>Answer agreement</h2>"
+    if a["status"] == NOT_RUN:
+        return head + _not_run("answer checking")
+    if a["status"] != "committed":
+        return head + "<p>The qa stage recorded no agreement figures.</p>"
+    st = a["settings"]
+    note = (
+        f"<p>{_esc(st.get('num_samples', '?'))} sampled answer(s) per question, compared with "
+        f"{_esc(st.get('verifier', 'math-verify'))} ({_esc(st.get('verify_timeout_s', '?'))} s "
+        f"per comparison, {_esc(st.get('num_verify_timeouts', 0))} overran); agreement = "
+        f"majority size / samples; below {_esc(st.get('min_agreement', '?'))} a question is "
+        "quarantined (low_agreement). Questions with no usable answer are not counted.</p>"
+    )
+    rows = [
+        [
+            f"Level-{lvl}",
+            f["questions"],
+            f["kept"],
+            f["low_agreement"],
+            f["mean"],
+            ", ".join(f"{k}: {n}" for k, n in f["histogram"].items()),
+        ]
+        for lvl, f in a["by_level"].items()
+    ]
+    headers = ["level", "questions", "kept", "low agreement", "mean", "agreement: questions"]
+    return head + note + _table(headers, rows)
+
+
 def _diversity(summary: Mapping[str, Any], plots: Mapping[str, str | None]) -> str:
     d = summary["diversity"]
     head = "<h2>Diversity</h2>"
@@ -232,9 +320,12 @@ def render_html(summary: Mapping[str, Any], plots: Mapping[str, str | None]) -> 
         + _quarantine(summary)
         + _tokens(summary)
         + _parse(summary)
+        + _document_filter(summary, plots)
         + _graph(summary, plots)
         + _combinations(summary)
         + _levels(summary)
+        + _funnel(summary)
+        + _agreement(summary)
         + _diversity(summary, plots)
         + _lengths(summary, plots)
         + "</body></html>"

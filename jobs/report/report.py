@@ -21,6 +21,7 @@ from jobs.commit import STATS, SUCCESS, StageStats
 from jobs.layout import Layout
 from jobs.report.diversity import Embedder, minilm_embedder, question_diversity
 from jobs.report.plots import (
+    binned_png,
     data_uri,
     degree_histogram_png,
     histogram_png,
@@ -46,11 +47,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
+# The document filter's score histograms (refine stats) -> figure titles.
+FILTER_HISTOGRAMS = {
+    "cold_start": "cold-start classifier score (all candidates)",
+    "fine": "fine-grained score (all candidates)",
+    "rating": "LLM rating (rated documents)",
+}
 INDEX_FILE = "index.html"
 # The columns read of each table: lengths, rows per level, and the diversity's sources.
 READ_COLUMNS = {
     "documents": ["text"],
     "questions": ["combo_id", "level", "question"],
+    "questions_clean": ["level"],
     "qa": ["level", "answer"],
 }
 
@@ -126,6 +134,13 @@ def make_plots(
         plots[name] = data_uri(png)
     histogram = summary["graph"].get("degree", {}).get("histogram")
     plots["graph_degree"] = data_uri(degree_histogram_png(histogram)) if histogram else None
+    histograms = summary["document_filter"].get("histograms") or {}
+    for key, label in FILTER_HISTOGRAMS.items():
+        h = histograms.get(key)
+        png = (
+            binned_png(h["edges"], h["counts"], label, "score") if h and sum(h["counts"]) else None
+        )
+        plots[f"filter_{key}"] = data_uri(png)
     levels = summary["diversity"].get("levels")
     plots["diversity"] = data_uri(similarity_density_png(levels)) if levels else None
     return plots

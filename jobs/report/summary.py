@@ -18,17 +18,19 @@ from jobs.validate.suites import TABLES, parse_failure_rate
 # Stage outputs in pipeline order, with the job that writes each (for the report's labels).
 STAGES = {
     "documents_raw": "ingest",
-    "documents": "filter",
+    "candidates": "filter",
+    "documents": "filter.refine",
     "doc_concepts": "concepts.collect",
     "graph": "graph.build",
     "combinations": "graph.combinations",
     "questions": "questions.collect",
+    "questions_clean": "questions.clean",
     "qa": "answers.collect",
 }
 # Stages whose rows come from parsing model output.
 PARSED_STAGES = ("doc_concepts", "questions", "qa")
 # Tables whose rows carry a generation level (the ``level`` column).
-LEVEL_TABLES = ("questions", "qa")
+LEVEL_TABLES = ("questions", "questions_clean", "qa")
 # Length distributions: name -> (table, column).
 LENGTHS = {
     "document_chars": ("documents", "text"),
@@ -150,6 +152,34 @@ def combinations_summary(stats: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def agreement_summary(stats: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Answer checking: its settings and the agreement distribution per level (qa stats).
+
+    The distribution covers every question with at least one usable answer, the ones
+    quarantined for low agreement included.
+    """
+    if stats is None:
+        return {"status": NOT_RUN}
+    by_level = (stats.get("agreement") or {}).get("by_level")
+    if by_level is None:
+        return {"status": "not recorded"}
+    return {
+        "status": "committed",
+        "settings": dict(stats.get("answer_checking") or {}),
+        "by_level": {str(k): dict(v) for k, v in by_level.items()},
+    }
+
+
+def document_filter_summary(stats: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fine-grained filter's rounds and score histograms (``refine`` in documents' stats)."""
+    if stats is None:
+        return {"status": NOT_RUN}
+    refine = stats.get("refine")
+    if refine is None:
+        return {"status": "not recorded"}
+    return {"status": "committed", **dict(refine)}
+
+
 def _levels_row(counts: Mapping[str, int] | None) -> dict[str, Any]:
     if counts is None:
         return {"status": NOT_RUN}
@@ -165,6 +195,36 @@ def _diversity(levels: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]
         "bin_width": BIN_WIDTH,
         "max_sources_per_level": MAX_SOURCES,
         "levels": {lvl: dict(f) for lvl, f in levels.items()},
+    }
+
+
+def question_funnel(stats: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Per level, per stage: questions in, out and removed by reason.
+
+    ``questions`` (generation) counts prompts in and questions out, with the reasons prompts
+    gave no question; ``clean_questions`` and ``answers`` count questions. A stage that has
+    not run is absent from a level's row.
+    """
+    sources = {
+        "clean_questions": stats.get("questions_clean"),
+        "answers": stats.get("qa"),
+    }
+    levels: dict[str, dict[str, Any]] = {}
+    gen = ((stats.get("questions") or {}).get("by_level")) or {}
+    for lvl, row in gen.items():
+        levels.setdefault(str(lvl), {})["generate_questions"] = {
+            "in": row.get("combinations", 0),
+            "out": row.get("questions", 0),
+            "removed": dict(row.get("quarantined") or {}),
+            "unit": "prompts in, questions out",
+        }
+    for stage, st in sources.items():
+        for lvl, row in ((st or {}).get("by_level") or {}).items():
+            levels.setdefault(str(lvl), {})[stage] = dict(row)
+    if not levels:
+        return {"status": NOT_RUN}
+    return {
+        "by_level": {lv: levels[lv] for lv in sorted(levels, key=lambda v: (not v.isdigit(), v))}
     }
 
 
@@ -198,7 +258,10 @@ def build_summary(
         "lengths": {name: length_stats(tables.lengths.get(name)) for name in LENGTHS},
         "graph": graph_summary(stats["graph"]),
         "combinations": combinations_summary(stats["combinations"]),
+        "document_filter": document_filter_summary(stats["documents"]),
+        "agreement": agreement_summary(stats["qa"]),
         "levels": {t: _levels_row(tables.levels.get(t)) for t in LEVEL_TABLES},
+        "funnel": question_funnel(stats),
         "diversity": _diversity(tables.diversity),
         "links": dict(links),
     }

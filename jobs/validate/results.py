@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jobs.errors import PermanentError
+
 RESULT_FILE = "result.json"
 
 
-class ValidationFailedError(RuntimeError):
+class ValidationFailedError(PermanentError, RuntimeError):
     """A critical expectation failed: the run must stop before publication."""
 
 

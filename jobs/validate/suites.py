@@ -19,7 +19,7 @@ from typing import Any
 
 from jobs.config import REPO_ROOT, PipelineConfig
 
-TABLES = ("documents", "doc_concepts", "questions", "qa")
+TABLES = ("documents", "doc_concepts", "questions", "questions_clean", "qa")
 PARAM_KEY = "$PARAMETER"
 _TYPE_RE = re.compile(r"^expect_[a-z0-9_]+$")
 
@@ -129,6 +129,8 @@ def suite_parameters(cfg: PipelineConfig) -> dict[str, Any]:
         "max_duplicate_rate": cfg.validation.max_duplicate_rate,
         "min_text_chars": cfg.filter.min_chars,
         "max_text_chars": cfg.filter.max_chars,
+        "min_question_chars": cfg.clean.min_chars,
+        "max_question_chars": cfg.clean.max_chars,
     }
 
 

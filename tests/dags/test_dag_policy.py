@@ -48,7 +48,7 @@ def test_every_job_task_names_an_existing_module_file(generate_dag):
         module = job_module(task)
         if module is not None:
             modules[task.task_id] = module
-    assert len(modules) == 19
+    assert len(modules) == 23
     missing = {
         tid: mod
         for tid, mod in modules.items()

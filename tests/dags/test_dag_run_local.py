@@ -16,7 +16,9 @@ from stubs import install_stub_repo
 
 MODULES = [
     "jobs.ingest.ingest",
+    "jobs.filter.positives",
     "jobs.filter.filter",
+    "jobs.filter.refine",
     "jobs.validate.validate",
     "jobs.concepts.prepare",
     "jobs.concepts.collect",
@@ -25,6 +27,7 @@ MODULES = [
     "jobs.questions.prepare",
     "jobs.llm.run_shard",
     "jobs.questions.collect",
+    "jobs.questions.clean",
     "jobs.answers.prepare",
     "jobs.answers.collect",
     "jobs.report.report",
@@ -50,13 +53,15 @@ def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_
     assert str(run.state) in {"success", "DagRunState.SUCCESS"}
     calls = [json.loads(line) for line in Path(stub_repo).read_text().splitlines()]
     modules = [c["module"] for c in calls]
-    assert modules[:4] == [
+    assert modules[:6] == [
         "jobs.ingest.ingest",
+        "jobs.filter.positives",
         "jobs.filter.filter",
+        "jobs.filter.refine",
         "jobs.validate.validate",
         "jobs.concepts.prepare",
     ]
-    after_concepts = [m for m in modules if m != "jobs.llm.run_shard"][4:10]
+    after_concepts = [m for m in modules if m != "jobs.llm.run_shard"][6:12]
     assert after_concepts == [
         "jobs.concepts.collect",
         "jobs.validate.validate",
@@ -65,13 +70,20 @@ def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_
         "jobs.questions.prepare",
         "jobs.questions.collect",
     ]
+    rest = [m for m in modules if m != "jobs.llm.run_shard"][12:16]
+    assert rest == [
+        "jobs.validate.validate",
+        "jobs.questions.clean",
+        "jobs.validate.validate",
+        "jobs.answers.prepare",
+    ]
     assert modules[-4:] == [
         "jobs.answers.collect",
         "jobs.validate.validate",
         "jobs.report.report",
         "jobs.publish.publish",
     ]
-    assert len(calls) == 16 + 5 * 3  # 16 single jobs; concepts, 3 levels, answers x 3 shards
+    assert len(calls) == 20 + 5 * 3  # 20 single jobs; concepts, 3 levels, answers x 3 shards
     for call in calls:
         argv = call["argv"]
         assert flag(argv, "--snapshot") == "cc-2026-10"
@@ -84,8 +96,11 @@ def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_
     )
     tasks = ("answers", "concepts", "questions_l1", "questions_l2", "questions_l3")
     assert shards == [(t, f"{i}/3") for t in tasks for i in range(3)]
+    # The prepare jobs write as many shards as are mapped: shard_count's XCom, the param here.
+    prepares = [c for c in calls if c["module"].endswith(".prepare")]
+    assert [flag(c["argv"], "--num-shards") for c in prepares] == ["3", "3", "3"]
     tables = [flag(c["argv"], "--table") for c in calls if c["module"] == "jobs.validate.validate"]
-    assert tables == ["documents", "doc_concepts", "questions", "qa"]
+    assert tables == ["documents", "doc_concepts", "questions", "questions_clean", "qa"]
     assert_mapped_names_and_asset_event(run)
 
 

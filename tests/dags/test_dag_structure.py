@@ -7,7 +7,9 @@ from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 CHAIN = [
     "ingest",
+    "write_positives",
     "filter",
+    "refine",
     "validate_documents",
     "concepts_prepare",
     "concepts_generate",
@@ -19,6 +21,8 @@ CHAIN = [
     "questions_generate",
     "questions_collect",
     "validate_questions",
+    "clean_questions",
+    "validate_questions_clean",
     "answers_prepare",
     "answers_generate",
     "answers_collect",
@@ -32,7 +36,10 @@ MAPPED = {
     "questions_generate": "level_shards",
     "answers_generate": "shards",
 }
-HELPERS = {"shards", "level_shards"}
+HELPERS = {"shard_count", "shards", "level_shards"}
+# Tasks that take the run's resolved shard count (shard_count's XCom).
+COUNTED = {"shards", "level_shards", "concepts_prepare", "questions_prepare", "answers_prepare"}
+NUM_SHARDS = "{{ ti.xcom_pull(task_ids='shard_count') }}"
 
 
 def expected_upstream() -> dict[str, set[str]]:
@@ -41,6 +48,8 @@ def expected_upstream() -> dict[str, set[str]]:
         upstream[after] = {before}
     for task_id, source in MAPPED.items():
         upstream[task_id].add(source)
+    for task_id in COUNTED:
+        upstream[task_id].add("shard_count")
     return upstream
 
 
@@ -70,12 +79,13 @@ def test_llm_stages_are_mapped_over_the_shard_ids(generate_dag):
         ("concepts_generate", ["--task", "concepts"]),
         ("answers_generate", ["--task", "answers"]),
         ("validate_doc_concepts", ["--table", "doc_concepts"]),
-        ("concepts_prepare", ["--num-shards", "{{ params.num_shards }}"]),
+        ("concepts_prepare", ["--num-shards", NUM_SHARDS]),
         ("validate_documents", ["--table", "documents"]),
         ("validate_questions", ["--table", "questions"]),
+        ("validate_questions_clean", ["--table", "questions_clean"]),
         ("validate_qa", ["--table", "qa"]),
-        ("questions_prepare", ["--num-shards", "{{ params.num_shards }}"]),
-        ("answers_prepare", ["--num-shards", "{{ params.num_shards }}"]),
+        ("questions_prepare", ["--num-shards", NUM_SHARDS]),
+        ("answers_prepare", ["--num-shards", NUM_SHARDS]),
     ],
 )
 def test_stage_specific_arguments(generate_dag, task_id, extra):
@@ -118,6 +128,27 @@ def test_publish_updates_the_dataset_asset(generate_dag):
 def test_params_and_schedule(generate_dag):
     params = generate_dag.params
     assert params["snapshot"] is None
-    assert params["num_shards"] == 2
+    assert params["num_shards"] is None  # the config's generation.num_shards
     assert params["config"] == ""
     assert generate_dag.schedule == "@daily"
+
+
+def test_num_shards_param_wins_only_when_set(generate_dag, tmp_path, monkeypatch):
+    """Param set: it wins; empty (the default): the config's generation.num_shards."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.delenv("SYNTHLLM_REPO", raising=False)  # the real jobs, not a stub repo
+    param = generate_dag.params.get_param("num_shards")
+    assert param.value is None and "wins over the config" in param.description
+    assert "the param wins over the config" in generate_dag.doc_md
+    shard_count = generate_dag.get_task("shard_count").python_callable
+    assert shard_count("5", "", "kubernetes") == 5
+    assert shard_count("", "", "kubernetes") == 16  # configs/kubernetes.toml
+    assert shard_count("", "", "local") == 2  # the code default; local.toml sets none
+    overlay = tmp_path / "overlay.toml"
+    overlay.write_text("[generation]\nnum_shards = 7\n")
+    assert shard_count("", str(overlay), "local") == 7
+    assert shard_count("3", str(overlay), "local") == 3
+    overlay.write_text("[generation]\nnum_shards = 0\n")
+    with pytest.raises(AirflowFailException, match="num_shards"):
+        shard_count("", str(overlay), "local")

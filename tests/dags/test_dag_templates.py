@@ -8,11 +8,13 @@ import pytest
 
 
 def context(snapshot=None, num_shards=2, config="", try_number=1):
+    """A task context; ``shard_count``'s XCom is the resolved ``num_shards``."""
+    xcom = {"shard_count": num_shards}
     return {
         "params": {"snapshot": snapshot, "num_shards": num_shards, "config": config},
         "ds": "2026-11-01",
         "run_id": "scheduled__2026-11-01T00:00:00+00:00",
-        "ti": SimpleNamespace(try_number=try_number),
+        "ti": SimpleNamespace(try_number=try_number, xcom_pull=lambda task_ids: xcom[task_ids]),
     }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import structlog
 from airflow.sdk.exceptions import AirflowFailException
-from synthllm_tasks.local import JobConfigError, JobFailedError, LocalJobOperator, repo_root
+from synthllm_tasks.local import JobFailedError, JobPermanentError, LocalJobOperator, repo_root
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,12 +76,33 @@ def test_failure_carries_exit_code_and_last_stderr_lines(fake_repo):
     assert not isinstance(err, AirflowFailException)
 
 
-def test_config_errors_fail_without_retry(fake_repo):
+def test_permanent_exit_fails_without_retry(fake_repo):
     module = fake_repo("bad_config", "import sys\nprint('bad key', file=sys.stderr)\nsys.exit(2)\n")
-    with pytest.raises(JobConfigError) as info:
+    with pytest.raises(JobPermanentError) as info:
         LocalJobOperator(task_id="cfg", module=module).execute({})
     assert isinstance(info.value, AirflowFailException)
     assert info.value.returncode == 2 and info.value.tail == ["bad key"]
+
+
+@pytest.mark.parametrize("code", [75, 1, 137])
+def test_transient_and_unexpected_exits_stay_retryable(fake_repo, code):
+    module = fake_repo(f"exit_{code}", f"raise SystemExit({code})\n")
+    with pytest.raises(JobFailedError) as info:
+        LocalJobOperator(task_id="t", module=module).execute({})
+    assert info.value.returncode == code
+    assert not isinstance(info.value, AirflowFailException)
+
+
+def test_a_real_job_failing_permanently_is_not_retried(tmp_path, monkeypatch):
+    """End to end: jobs.ingest.ingest on a missing snapshot exits 2, the operator won't retry."""
+    monkeypatch.setenv("SYNTHLLM_ROOT_URI", f"file://{tmp_path}")
+    op = LocalJobOperator(
+        task_id="ingest", module="jobs.ingest.ingest", argv=["--snapshot", "2026-11-01"]
+    )
+    with pytest.raises(JobPermanentError) as info:
+        op.execute({})
+    assert info.value.returncode == 2
+    assert any("no input files" in line for line in info.value.tail)
 
 
 def test_runs_in_repo_root_with_worker_env_and_mapped_tail(fake_repo, monkeypatch, task_log):

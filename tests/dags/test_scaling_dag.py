@@ -47,7 +47,7 @@ def test_kubernetes_profile_trains_in_gpu_pods(parse_dags):
         assert kwargs["container_resources"].limits["nvidia.com/gpu"] == "1"
         assert kwargs["cmds"][:3] == ["python", "-m", MAPPED[task_id]]
         assert kwargs["image"].split("/")[-1].startswith("vllm:")
-    assert type(dag.get_task("prepare_subsets")).__name__ == "KubernetesPodOperator"
+    assert type(dag.get_task("prepare_subsets")).__name__ == "JobPodOperator"
 
 
 # -- policy ------------------------------------------------------------------------------------

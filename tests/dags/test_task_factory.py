@@ -54,7 +54,7 @@ def test_profile_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("SYNTHLLM_PROFILE", "kubernetes")
     assert active_profile() == "kubernetes"
     with DAG("probe_env_profile", schedule=None):
-        assert type(job_task(JobSpec("t", "jobs.x.y"))).__name__ == "KubernetesPodOperator"
+        assert type(job_task(JobSpec("t", "jobs.x.y"))).__name__ == "JobPodOperator"
 
 
 @pytest.mark.parametrize(
@@ -62,8 +62,8 @@ def test_profile_comes_from_the_environment(monkeypatch):
     [
         ("local", "spark", "LocalJobOperator"),
         ("local", "python", "LocalJobOperator"),
-        ("kubernetes", "spark", "SparkKubernetesOperator"),
-        ("kubernetes", "python", "KubernetesPodOperator"),
+        ("kubernetes", "spark", "SparkJobOperator"),
+        ("kubernetes", "python", "JobPodOperator"),
     ],
 )
 def test_operator_per_profile_and_kind(profile, kind, expected):
@@ -96,3 +96,18 @@ def test_extra_operator_kwargs_pass_through():
         op = job_task(JobSpec("t", "jobs.x.y"), "local", retries=7)
     assert op.retries == 7
     assert op.execution_timeout == JobSpec("t", "jobs.x.y").timeout
+
+
+def test_retries_back_off_exponentially_up_to_a_cap():
+    """Airflow 3 reads retry_exponential_backoff as a multiplier: True (1) would mean none."""
+    from datetime import timedelta
+
+    from synthllm_tasks import DEFAULT_ARGS
+
+    with DAG("probe_retry_policy", schedule=None, default_args=DEFAULT_ARGS):
+        for profile in ("local", "kubernetes"):
+            op = job_task(JobSpec(f"t_{profile}", "jobs.x.y"), profile)
+            assert op.retries == 3
+            assert op.retry_exponential_backoff == 2.0
+            assert op.retry_delay == timedelta(minutes=2)
+            assert op.max_retry_delay == timedelta(minutes=30)

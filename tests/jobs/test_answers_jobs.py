@@ -53,8 +53,12 @@ def make_ctx(cfg, num_shards=None, attempt="1") -> JobContext:
 
 
 def commit_questions(cfg, rows) -> None:
-    uri = Layout(cfg.storage.root_uri, SNAP).table("questions")
-    commit_table(Storage(cfg.storage), uri, rows=rows, table_schema=schema("questions"))
+    """Commit ``rows`` as the generated and the cleaned questions (the answer jobs' inputs)."""
+    layout = Layout(cfg.storage.root_uri, SNAP)
+    for table in ("questions", "questions_clean"):
+        commit_table(
+            Storage(cfg.storage), layout.table(table), rows=rows, table_schema=schema("questions")
+        )
 
 
 @pytest.fixture
@@ -148,7 +152,8 @@ def test_collect_writes_qa_and_quarantine(answered):
     assert list(qa["final_answer"]) == ["\\frac{3}{4}", "3"]
     assert qa.iloc[1]["answer"] == "x = 3.\n\nThe final answer is \\boxed{3}"
     assert list(qa["num_tokens"]) == [30, 30]
-    assert qa["agreement"].isna().all()
+    assert list(qa["agreement"]) == [1.0, 1.0]  # k = 1 in the local profile
+    assert list(qa["num_samples"]) == [1, 1]
     row = qa.iloc[0].to_dict()
     assert (row["combo_id"], row["level"], row["model"]) == ("l1-d1", 1, MODEL)
     assert (row["prompt_version"], row["snapshot"]) == (PROMPT_VERSION, SNAP)
@@ -202,3 +207,113 @@ def test_collect_empty_task_commits_empty_tables(make_config):
     assert (stats.rows_in, stats.rows_out, stats.quarantined) == (0, 0, {})
     qa = read_table(Storage(cfg.storage), Layout(cfg.storage.root_uri, SNAP).table("qa"))
     assert len(qa) == 0 and "final_answer" in qa.columns
+
+
+# -- k samples per question ------------------------------------------------------------------
+
+
+def test_prepare_writes_k_distinct_seeded_samples_per_question(make_config):
+    cfg = make_config("answers.num_samples=3", "answers.sample_temperature=0.9")
+    commit_questions(cfg, QUESTIONS)
+    stats = prepare.run(make_ctx(cfg, num_shards=1))
+    storage = Storage(cfg.storage)
+    shard = join(task_uri(cfg), "requests", "shard-00000-of-00001.jsonl")
+    first = storage.read_text(shard)
+    lines = [json.loads(line) for line in first.splitlines()]
+    ids = [line["custom_id"] for line in lines]
+    assert ids == [f"ans-{q}-s{j}" for q in ("q1", "q2", "q3", "q4") for j in range(3)]
+    assert [prepare.parse_request_id(i) for i in ids[:3]] == [("q1", 0), ("q1", 1), ("q1", 2)]
+    assert prepare.parse_request_id("ans-q1") == ("q1", 0)
+    seeds = [line["body"]["seed"] for line in lines]
+    assert len(set(seeds)) == 12  # every sample has a seed of its own
+    assert {line["body"]["temperature"] for line in lines} == {0.9}
+    assert lines[0]["body"]["messages"] == lines[2]["body"]["messages"]  # same question
+    assert (stats.rows_in, stats.rows_out, stats.extra["num_requests"]) == (4, 4, 12)
+    prepare.run(make_ctx(cfg, num_shards=1, attempt="2"))
+    assert storage.read_text(shard) == first  # reruns write the same bytes
+
+
+K4 = {
+    # 1/2, 0.5 and \frac{1}{2} are one answer: 3 of 4 agree.
+    "q1": ["\\boxed{1/2}", "so \\boxed{0.5}", "$\\boxed{\\frac{1}{2}}$", "\\boxed{3}"],
+    # 6 once, "six" once, two failures (counted in k): 1/4 < 0.5.
+    "q2": ["\\boxed{6}", None, "no box", "\\boxed{\\text{six}}"],
+    # Every sample failed, two ways twice: the first sample's reason.
+    "q3": [None, "no box", "no box either", None],
+    # 2 vs 2: the cluster of sample 0 wins, 0.5 is not below the minimum.
+    "q4": ["\\boxed{4}", "\\boxed{5}", "\\boxed{4.0}", "\\boxed{5}"],
+}
+
+
+def write_k4(cfg) -> None:
+    pairs = []
+    for qid, texts in K4.items():
+        for j, text in enumerate(texts):
+            cid = f"ans-{qid}-s{j}"
+            if text is None:
+                pairs.append((resp(cid, "", 0, "engine error", "error"), None))
+            elif "boxed" in text:
+                pairs.append((resp(cid, text, 10 + j), None))
+            else:
+                pairs.append((resp(cid, text, 5), resp(cid, "still none", 5)))
+    write_shard(Storage(cfg.storage), cfg, "shard-00000-of-00001", pairs)
+
+
+def test_collect_keeps_the_majority_answer_with_its_agreement(make_config):
+    cfg = make_config("answers.num_samples=4", "answers.min_agreement=0.5")
+    commit_questions(cfg, QUESTIONS)
+    prepare.run(make_ctx(cfg, num_shards=1))
+    write_k4(cfg)
+    stats = collect.run(make_ctx(cfg))
+    storage = Storage(cfg.storage)
+    layout = Layout(cfg.storage.root_uri, SNAP)
+    qa = read_table(storage, layout.table("qa"))
+    assert list(qa["question_id"]) == ["q1", "q4"]
+    assert list(qa["final_answer"]) == ["1/2", "4"]  # the majority cluster's first sample
+    assert list(qa["answer"]) == ["\\boxed{1/2}", "\\boxed{4}"]
+    assert list(qa["agreement"]) == [0.75, 0.5]
+    assert list(qa["num_samples"]) == [4, 4]
+    assert list(qa["num_tokens"]) == [10, 10]
+
+    quarantine = read_table(storage, layout.quarantine("answers")).sort_values("reason")
+    assert list(quarantine["reason"]) == ["low_agreement", "request_error"]
+    low = json.loads(quarantine.iloc[0]["raw"])
+    assert (low["question_id"], low["agreement"], low["num_samples"]) == ("q2", 0.25, 4)
+    assert low["final_answers"] == ["6", None, None, "\\text{six}"]
+    assert low["clusters"] == [[0], [3]]
+    assert low["answers"][0] == "\\boxed{6}"
+    failed = json.loads(quarantine.iloc[1]["raw"])
+    assert failed["question_id"] == "q3"
+    assert failed["sample_reasons"] == [
+        "request_error",
+        "no_boxed_answer",
+        "no_boxed_answer",
+        "request_error",
+    ]
+
+    assert (stats.rows_in, stats.rows_out) == (4, 2)  # questions, not requests
+    assert stats.quarantined == {"low_agreement": 1, "request_error": 1}
+    stats.check_balance()
+    assert stats.extra["num_requests"] == 16
+    assert stats.extra["sample_failures"] == {"no_boxed_answer": 3, "request_error": 3}
+    checking = stats.extra["answer_checking"]
+    assert (checking["num_samples"], checking["min_agreement"]) == (4, 0.5)
+    assert checking["verifier"].startswith("math-verify")
+    assert stats.extra["agreement"]["by_level"] == {
+        "1": {
+            "questions": 3,
+            "kept": 2,
+            "low_agreement": 1,
+            "mean": 0.5,
+            "histogram": {"0.25": 1, "0.50": 1, "0.75": 1},
+        }
+    }
+
+    rows, held = qa.to_dict("records"), quarantine.to_dict("records")
+    collect.run(make_ctx(cfg, attempt="2"))
+    again = read_table(storage, layout.table("qa")).to_dict("records")
+    assert [{**r, "source_doc_ids": list(r["source_doc_ids"])} for r in again] == [
+        {**r, "source_doc_ids": list(r["source_doc_ids"])} for r in rows
+    ]
+    reheld = read_table(storage, layout.quarantine("answers")).sort_values("reason")
+    assert reheld.to_dict("records") == held

@@ -69,3 +69,15 @@ def test_a_pathological_answer_cannot_hang_the_real_comparison():
         assert verdict.status in (TIMEOUT, WRONG) and not verdict.correct
         assert time.monotonic() - began < 60  # includes the worker's start-up
         assert verifier.check("\\frac{1}{2}", "0.5").correct
+
+
+def test_comparisons_from_worker_threads_keep_their_time_limits():
+    # math_verify's alarms only work in a main thread; the verifier's worker process runs
+    # them in its own, so callers in threads (and several at once) get right verdicts.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = SAME[:4] + DIFFERENT[:4]
+    with Verifier(timeout_s=10) as verifier, ThreadPoolExecutor(4) as pool:
+        verdicts = list(pool.map(lambda p: verifier.check(*p), pairs))
+    assert [v.correct for v in verdicts] == [True] * 4 + [False] * 4
+    assert {v.status for v in verdicts} == {"correct", "wrong"}

@@ -265,8 +265,55 @@ def test_parquet_without_text_column_names_the_file(spark, make_config, tmp_path
 
 def test_unreadable_parquet_names_the_file(spark, make_config, tmp_path):
     (_corpus(tmp_path) / "junk.parquet").write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(IngestInputError, match=r"cannot read parquet file .*junk\.parquet"):
+    pattern = r"corrupt input file .*junk\.parquet: cannot read parquet"
+    with pytest.raises(rules.CorruptFileError, match=pattern) as info:
+        _run(make_config, "1", 'ingest.on_corrupt_file="fail"')
+    assert info.value.uri == f"file://{tmp_path}/data/corpus/{SNAP}/junk.parquet"
+
+
+def _write_corrupt_snapshot(folder: Path) -> dict[str, str]:
+    """good.jsonl (3 rows), a truncated gzip and a truncated Parquet file, by name -> URI."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copy(FIXTURES / "good.jsonl", folder / "a.jsonl")
+    (folder / "broken.jsonl.gz").write_bytes(gzip.compress(b'{"text": "x"}\n' * 50)[:-12])
+    pq.write_table(pa.table({"text": ["lost"] * 20}), folder / "cut.parquet")
+    data = (folder / "cut.parquet").read_bytes()
+    (folder / "cut.parquet").write_bytes(data[: len(data) // 2])
+    return {p.name: f"file://{p}" for p in folder.iterdir()}
+
+
+def test_corrupt_files_fail_the_job_by_default(spark, make_config, tmp_path):
+    _write_corrupt_snapshot(_corpus(tmp_path))
+    with pytest.raises(rules.CorruptFileError, match=r"corrupt input file .*cut\.parquet"):
         _run(make_config, "1")
+    assert not (tmp_path / "data" / "runs" / SNAP / "documents_raw" / "_SUCCESS").exists()
+
+
+def test_corrupt_files_are_quarantined_under_the_quarantine_policy(spark, make_config, tmp_path):
+    uris = _write_corrupt_snapshot(_corpus(tmp_path))
+    assert _run(make_config, "1", 'ingest.on_corrupt_file="quarantine"') == 0
+    run = tmp_path / "data" / "runs" / SNAP
+    docs = _read(spark, run / "documents_raw").collect()
+    assert sorted(r.doc_id for r in docs) == sorted(
+        [sha1("wiki:g1"), sha1("A text without an id."), sha1("a:g3")]
+    )
+    q = sorted(_read(spark, run / "quarantine" / "ingest").collect(), key=lambda r: r.source_file)
+    assert [(r.reason, r.source_file) for r in q] == [
+        ("unreadable_file", uris["broken.jsonl.gz"]),
+        ("unreadable_file", uris["cut.parquet"]),
+    ]
+    assert all(r.raw and r.stage == "ingest" and r.snapshot == SNAP for r in q)
+    stats = json.loads((run / "documents_raw" / "_stats.json").read_text())
+    assert (stats["rows_in"], stats["rows_out"], stats["rows_quarantined"]) == (5, 3, 2)
+    assert stats["rows_in"] == len(docs) + len(q)
+    assert stats["quarantined_by_reason"] == {"unreadable_file": 2}
+    corrupt = {c["file"]: c["error"] for c in stats["corrupt_files"]}
+    assert set(corrupt) == {uris["broken.jsonl.gz"], uris["cut.parquet"]}
+    assert "cannot read parquet" in corrupt[uris["cut.parquet"]]
+    assert corrupt[uris["broken.jsonl.gz"]] == next(r.raw for r in q if r.source_file in corrupt)
+    assert stats["files"] == 1
 
 
 def test_no_input_files_is_an_error(make_config, tmp_path):

@@ -1,4 +1,5 @@
-"""The shard runner with a small deterministic engine: resume, errors, repair, skip."""
+"""The shard runner with a small deterministic engine: resume, errors, repair, skip, part files,
+the error-share limit and the model fingerprint."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ import pytest
 
 from jobs.layout import Layout
 from jobs.llm import run_shard as run_shard_job
-from jobs.llm.batchfile import ShardSpec, read_responses, write_request_shards
+from jobs.llm.batchfile import ShardSpec, dumps_lines, response_to_line, write_request_shards
 from jobs.llm.engine import ChatRequest, ChatResponse
+from jobs.llm.fingerprint import model_fingerprint
+from jobs.llm.journal import list_attempts, merge_responses, read_shard_lines
 from jobs.llm.results import (
     IncompleteTaskError,
     read_task_responses,
     require_task_done,
     task_token_totals,
 )
-from jobs.llm.runner import ShardFiles, derive_seed, run_shard
+from jobs.llm.runner import ShardErrorShareExceeded, ShardFiles, derive_seed, run_shard
 from jobs.llm.tasks import TASK_MODULES, LLMTask, get_task, register_task, unregister_task
 from jobs.storage import Storage, join
 
@@ -70,8 +73,21 @@ def _write_requests(storage, layout, task, ids, num_shards=1, seed=None):
     return reqs
 
 
-def _ids(storage, uri):
-    return [x["custom_id"] for x in read_responses(storage, uri).lines]
+def _ids(storage, files):
+    return [x["custom_id"] for x in read_shard_lines(storage, files)]
+
+
+def _lines(storage, files):
+    return {x["custom_id"]: x for x in read_shard_lines(storage, files)}
+
+
+def _parts(storage, files):
+    """Part files under the shard's responses prefix, as ``attempt-SSSSS/part-BBBBB.jsonl``."""
+    out = []
+    for uri in storage.walk_files(files.responses):
+        attempt, part = uri.split("/")[-2:]
+        out.append(f"{attempt[: len('attempt-00000')]}/{part}")
+    return out
 
 
 def test_fresh_run_writes_all_lines_stats_and_marker(env):
@@ -81,7 +97,12 @@ def test_fresh_run_writes_all_lines_stats_and_marker(env):
     marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg, {"run_id": "x"})
     files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
     assert [[r.custom_id for r in c] for c in engine.calls] == [["r0", "r1"], ["r2", "r3"], ["r4"]]
-    assert _ids(storage, files.responses) == ["r0", "r1", "r2", "r3", "r4"]
+    assert _ids(storage, files) == ["r0", "r1", "r2", "r3", "r4"]
+    # One part file per batch, all in the first attempt's prefix under the shard key.
+    assert _parts(storage, files) == [f"attempt-00001/part-0000{i}.jsonl" for i in range(3)]
+    assert marker["responses_uri"] == files.key_prefix(marker["shard_key"])
+    assert marker["model_fingerprint"] == model_fingerprint(cfg.generation)
+    assert len(marker["attempts"]) == 1
     assert marker == storage.read_json(files.done)
     assert marker["run_id"] == "x" and marker["model"] == "echo-1"
     assert (marker["requests"], marker["responses"], marker["errors"]) == (5, 5, 0)
@@ -101,37 +122,51 @@ def test_seeds_are_fixed_per_batch_position(env):
     assert derive_seed(7, 0, 0) != derive_seed(7, 0, 1) != derive_seed(7, 1, 1)
 
 
-def test_resume_generates_only_missing_and_keeps_old_bytes(env):
+class KilledEngine(EchoEngine):
+    """Dies (raises, like a killed pod) on its ``die_at``-th call, after answering the others."""
+
+    def __init__(self, die_at: int):
+        super().__init__()
+        self.die_at = die_at
+
+    def generate(self, requests):
+        if len(self.calls) + 1 == self.die_at:
+            raise MemoryError("killed")
+        return super().generate(requests)
+
+
+def test_resume_generates_only_missing_and_keeps_old_parts(env):
     cfg, storage, layout = env
     ids = [f"r{i}" for i in range(6)]
     _write_requests(storage, layout, "plain", ids)
     files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
-    run_shard(storage, layout, PLAIN, ShardSpec(0, 1), EchoEngine(), cfg)
-    full = storage.read_bytes(files.responses)
-    # Simulate a kill after three lines, the last append torn halfway through line four.
-    lines = full.splitlines(keepends=True)
-    kept = b"".join(lines[:3])
-    storage.write_bytes(files.responses, kept + lines[3][:20])
-    storage.delete(files.done)
-    storage.delete(files.stats)
+    with pytest.raises(MemoryError):
+        run_shard(storage, layout, PLAIN, ShardSpec(0, 1), KilledEngine(die_at=2), cfg)
+    assert not storage.exists(files.done)
+    (first_part,) = storage.walk_files(files.responses)
+    kept = storage.read_bytes(first_part)
     engine = EchoEngine()
     marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg)
-    assert engine.generated_ids == ["r3", "r4", "r5"]
-    # r3 sits in batch 1 with r2 (already done): it keeps batch 1's seed.
-    assert engine.calls[0][0].seed == derive_seed(7, 0, 1)
-    after = storage.read_bytes(files.responses)
-    assert after.startswith(kept)
-    assert _ids(storage, files.responses) == ids
-    assert (marker["generated_this_attempt"], marker["resumed_with"]) == (3, 3)
-    assert marker["responses"] == 6
+    assert engine.generated_ids == ["r2", "r3", "r4", "r5"]
+    assert engine.calls[0][0].seed == derive_seed(7, 0, 1)  # r2 keeps batch 1's seed
+    assert storage.read_bytes(first_part) == kept
+    assert _parts(storage, files) == [
+        "attempt-00001/part-00000.jsonl",
+        "attempt-00002/part-00000.jsonl",
+        "attempt-00002/part-00001.jsonl",
+    ]
+    assert sorted(_ids(storage, files)) == ids
+    assert (marker["generated_this_attempt"], marker["resumed_with"]) == (4, 2)
+    assert marker["responses"] == 6 and len(marker["attempts"]) == 2
 
 
-def test_errors_are_recorded_and_shard_completes(env):
-    cfg, storage, layout = env
+def test_errors_under_the_limit_are_recorded_and_shard_completes(env, make_config):
+    _, storage, layout = env
+    cfg = make_config("generation.batch_size=2", "generation.max_error_share=0.34")
     _write_requests(storage, layout, "plain", ["a", "err1", "b"])
     marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), EchoEngine(), cfg)
     files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
-    lines = {x["custom_id"]: x for x in read_responses(storage, files.responses).lines}
+    lines = _lines(storage, files)
     assert lines["err1"]["error"] == {"message": "boom"}
     assert lines["err1"]["response"]["status_code"] == 500
     assert lines["a"]["error"] is None and lines["a"]["response"]["status_code"] == 200
@@ -151,7 +186,7 @@ def test_unparseable_answer_is_repaired_once(env):
     engine = EchoEngine(bad=frozenset({"b"}), stubborn=frozenset({"d"}))
     marker = run_shard(storage, layout, task, ShardSpec(0, 1), engine, cfg)
     files = ShardFiles.of(layout, "strict", ShardSpec(0, 1))
-    lines = {x["custom_id"]: x for x in read_responses(storage, files.responses).lines}
+    lines = _lines(storage, files)
     assert list(lines) == ["a", "b", "c", "d"]
     b = lines["b"]
     assert b["attempts"] == 2 and b["first_attempt"] == "garbage:b"
@@ -176,14 +211,14 @@ def test_done_shard_is_skipped_without_loading_a_model(env):
     _write_requests(storage, layout, "plain", ["a", "b"])
     first = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), EchoEngine(), cfg)
     files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
-    before = storage.read_bytes(files.responses)
+    before = _parts(storage, files)
 
     def no_engine():
         raise AssertionError("a finished shard must not build an engine")
 
     again = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), no_engine, cfg)
     assert again == first
-    assert storage.read_bytes(files.responses) == before
+    assert _parts(storage, files) == before
 
 
 def test_changed_requests_discard_old_responses(env):
@@ -264,3 +299,239 @@ def test_vllm_engine_module_imports_when_vllm_present():
     from jobs.llm.vllm_engine import VLLMEngine
 
     assert callable(VLLMEngine.generate)
+
+
+# -- error-share limit, model fingerprint, part files, internally batching engines ------------
+
+
+class FlakyEngine(EchoEngine):
+    """Fails the ids in ``fail_once`` on their first request only (a transient error)."""
+
+    def __init__(self, fail_once: set[str], model_name: str = "echo-1"):
+        super().__init__()
+        self.fail_once, self.model_name = set(fail_once), model_name
+
+    def generate(self, requests):
+        out = []
+        for resp in super().generate(requests):
+            if resp.custom_id in self.fail_once:
+                self.fail_once.discard(resp.custom_id)
+                resp = ChatResponse.failed(resp.custom_id, "server overloaded", 4)
+            out.append(resp)
+        return out
+
+
+def test_shard_over_the_error_limit_fails_and_retry_regenerates_only_the_errors(env):
+    cfg, storage, layout = env  # generation.max_error_share: the default 0.1
+    ids = [f"r{i}" for i in range(10)]
+    _write_requests(storage, layout, "plain", ids)
+    files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
+    engine = FlakyEngine({"r1", "r6"})
+    with pytest.raises(ShardErrorShareExceeded) as exc:
+        run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg)
+    message = str(exc.value)
+    assert "plain shard-00000-of-00001: 2 of 10 requests failed (20.0%)" in message
+    assert "generation.max_error_share=0.1" in message
+    assert not storage.exists(files.done) and not storage.exists(files.stats)
+    assert engine.generated_ids == ids
+    engine.calls.clear()
+    marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg)
+    # Exactly the errored requests, each in its planned batch with that batch's seed.
+    assert [[r.custom_id for r in c] for c in engine.calls] == [["r1"], ["r6"]]
+    assert [r.seed for c in engine.calls for r in c] == [derive_seed(7, 0, 0), derive_seed(7, 0, 3)]
+    assert (marker["errors"], marker["generated_this_attempt"], marker["resumed_with"]) == (0, 2, 8)
+    lines = _lines(storage, files)
+    assert [lines[i]["response"]["body"]["choices"][0]["message"]["content"] for i in ids] == [
+        f"ok:{i}" for i in ids
+    ]
+    assert len(marker["attempts"]) == 2
+
+
+def test_error_share_at_the_limit_is_done(env):
+    cfg, storage, layout = env
+    _write_requests(storage, layout, "plain", [f"r{i}" for i in range(9)] + ["err"])
+    marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), EchoEngine(), cfg)
+    assert (marker["errors"], marker["requests"], marker["max_error_share"]) == (1, 10, 0.1)
+
+
+def test_later_success_replaces_an_error_and_an_error_never_replaces_a_success(env):
+    _, storage, layout = env
+    files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
+    key = files.key_prefix("k")
+
+    def put(attempt, resp, part=0):
+        line = response_to_line(resp, "m")
+        storage.write_text(join(key, attempt, f"part-{part:05d}.jsonl"), dumps_lines([line]))
+
+    put("attempt-00001-aa", ChatResponse("x", "first", 1, 1, "stop"))
+    put("attempt-00001-aa", ChatResponse.failed("y", "boom"), part=1)
+    put("attempt-00002-bb", ChatResponse.failed("x", "late error"))
+    storage.write_text(join(key, "attempt-00003-cc", "part-00000.jsonl.partial"), "torn{")
+    merged = merge_responses(storage, key)
+    assert merged["x"]["error"] is None and merged["y"]["error"] == {"message": "boom"}
+    put("attempt-00010-dd", ChatResponse("y", "fixed", 1, 1, "stop"))
+    assert merge_responses(storage, key)["y"]["error"] is None
+    # Oldest first; an attempt holding only a write in flight (.partial) is listed, not read.
+    assert [a.rsplit("/", 1)[-1] for a in list_attempts(storage, key)] == [
+        "attempt-00001-aa",
+        "attempt-00002-bb",
+        "attempt-00003-cc",
+        "attempt-00010-dd",
+    ]
+
+
+def test_another_model_never_reuses_old_responses(env, make_config):
+    cfg, storage, layout = env
+    _write_requests(storage, layout, "plain", ["a", "b", "c"])
+    first = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), EchoEngine(), cfg)
+    other = make_config(
+        "generation.batch_size=2", "generation.seed=7", 'generation.model_revision="v2"'
+    )
+    engine = FlakyEngine(set(), model_name="echo-2")
+    marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, other)
+    assert engine.generated_ids == ["a", "b", "c"]
+    assert marker["shard_key"] != first["shard_key"] and marker["model"] == "echo-2"
+    assert {r.text for r in read_task_responses(storage, layout, "plain").values()} == {
+        "ok:a",
+        "ok:b",
+        "ok:c",
+    }
+    assert {
+        x["response"]["body"]["model"]
+        for x in read_shard_lines(storage, ShardFiles.of(layout, "plain", ShardSpec(0, 1)))
+    } == {"echo-2"}
+    # Sampling settings are part of the fingerprint too; the original settings reuse all.
+    hotter = make_config(
+        "generation.batch_size=2", "generation.seed=7", "generation.temperature=1.1"
+    )
+    assert model_fingerprint(hotter.generation)["sha256"] != first["model_fingerprint"]["sha256"]
+    engine = EchoEngine()
+    again = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg)
+    assert engine.generated_ids == [] and again["shard_key"] == first["shard_key"]
+
+
+def test_model_identity_of_gguf_files_and_model_directories(tmp_path, make_config):
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 100)
+
+    def sha(model, *extra):
+        return model_fingerprint(make_config(f'generation.model="{model}"', *extra).generation)
+
+    first = sha(gguf)
+    assert first["model_identity"]["kind"] == "gguf" and sha(gguf) == first
+    gguf.write_bytes(b"GGUF" + b"\1" * 101)
+    assert sha(gguf)["model_identity"]["sha256"] != first["model_identity"]["sha256"]
+    model_dir = tmp_path / "hf"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text('{"n_layer": 2}')
+    (model_dir / "model-00001.safetensors").write_bytes(b"w" * 10)
+    vllm = 'generation.engine="vllm"'
+    one = sha(model_dir, vllm)
+    assert one["model_identity"]["kind"] == "directory"
+    assert one["model_identity"]["weights"] == [["model-00001.safetensors", 10]]
+    (model_dir / "model-00001.safetensors").write_bytes(b"w" * 11)  # re-exported weights
+    two = sha(model_dir, vllm)
+    assert two["sha256"] != one["sha256"]
+    (model_dir / "config.json").write_text('{"n_layer": 3}')
+    three = sha(model_dir, vllm)
+    assert three["model_identity"]["config_sha256"] != one["model_identity"]["config_sha256"]
+    assert sha(model_dir, vllm, 'generation.model_revision="r2"')["sha256"] != three["sha256"]
+    assert sha(model_dir, 'generation.engine="transformers"')["sha256"] != three["sha256"]
+    served = sha(
+        "Qwen/Qwen2.5-7B",
+        'generation.engine="openai"',
+        'generation.openai_base_url="http://x/v1"',
+        'generation.model_revision="2025-01"',
+    )
+    assert served["model_identity"] == {"kind": "name", "revision": "2025-01"}
+
+
+class InternalBatchEngine(EchoEngine):
+    """Like vLLM: schedules any number of requests itself."""
+
+    batches_internally = True
+
+
+def test_internally_batching_engine_gets_the_whole_shard_in_one_call(env):
+    cfg, storage, layout = env
+    task = LLMTask(
+        "strict",
+        is_parseable=lambda t: t.startswith(("ok:", "PARSED:")),
+        repair_prompt=lambda bad: REPAIR_MSG,
+    )
+    ids = [f"r{i}" for i in range(5)]
+    _write_requests(storage, layout, "strict", ids)
+    engine = InternalBatchEngine(bad=frozenset({"r3"}))
+    marker = run_shard(storage, layout, task, ShardSpec(0, 1), engine, cfg)
+    # One call with all five (batch_size=2 does not apply), then the one repair.
+    assert [[r.custom_id for r in c] for c in engine.calls] == [ids, ["r3"]]
+    # Seeds still follow the planned batches, so they do not depend on the engine kind.
+    assert [r.seed for r in engine.calls[0]] == [derive_seed(7, 0, b) for b in (0, 0, 1, 1, 2)]
+    files = ShardFiles.of(layout, "strict", ShardSpec(0, 1))
+    assert _parts(storage, files) == ["attempt-00001/part-00000.jsonl"]
+    assert (marker["responses"], marker["repaired"]) == (5, 1)
+
+
+def test_part_files_on_s3_are_written_once_per_batch_and_attempt(s3_bucket, make_config):
+    endpoint, bucket = s3_bucket
+    cfg = make_config(
+        "generation.batch_size=2",
+        f'storage.s3_endpoint_url="{endpoint}"',
+        f'storage.root_uri="s3://{bucket}/root"',
+    )
+    storage = Storage(cfg.storage)
+    layout = Layout(cfg.storage.root_uri, "snap1")
+    ids = [f"r{i}" for i in range(6)]
+    _write_requests(storage, layout, "plain", ids)
+    puts: list[str] = []
+    real_put = storage.write_bytes
+
+    def spy(uri, data, content_type=None):
+        puts.append(uri)
+        real_put(uri, data, content_type)
+
+    storage.write_bytes = spy  # type: ignore[method-assign]
+    engine = FlakyEngine({"r0", "r5"})
+    with pytest.raises(ShardErrorShareExceeded):
+        run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg)
+    first = {
+        o["Key"]: o["ETag"]
+        for o in _objects(storage, bucket, "root/runs/snap1/llm/plain/responses/")
+    }
+    marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg)
+    objects = {
+        o["Key"]: o["ETag"]
+        for o in _objects(storage, bucket, "root/runs/snap1/llm/plain/responses/")
+    }
+    prefix = f"root/runs/snap1/llm/plain/responses/shard-00000-of-00001/{marker['shard_key']}/"
+    parts = sorted(k[len(prefix) :] for k in objects if k.startswith(prefix))
+    a1, a2 = marker["attempts"]
+    assert parts == [
+        f"{a1}/part-00000.jsonl",
+        f"{a1}/part-00001.jsonl",
+        f"{a1}/part-00002.jsonl",
+        f"{a2}/part-00000.jsonl",
+        f"{a2}/part-00001.jsonl",
+    ]
+    # The first attempt's objects are untouched; no object was PUT twice.
+    assert all(objects[k] == etag for k, etag in first.items())
+    part_puts = [u for u in puts if "/attempt-" in u]
+    assert len(part_puts) == 5 == len(set(part_puts))
+    assert {r.text for r in read_task_responses(storage, layout, "plain").values()} == {
+        f"ok:{i}" for i in ids
+    }
+
+
+def _objects(storage, bucket, prefix):
+    pages = storage.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [o for page in pages for o in page.get("Contents", [])]
+
+
+def test_readers_accept_a_journal_from_the_runner_before_part_files(env):
+    _, storage, layout = env
+    _write_requests(storage, layout, "plain", ["a"])
+    files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
+    line = response_to_line(ChatResponse("a", "old", 1, 1, "stop"), "m")
+    storage.write_text(files.responses + ".jsonl", dumps_lines([line]))
+    storage.write_json(files.done, {"requests": 1})
+    assert read_task_responses(storage, layout, "plain")["a"].text == "old"

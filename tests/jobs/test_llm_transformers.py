@@ -105,27 +105,29 @@ def test_killed_shard_resumes_without_duplicates(tmp_path):
     write_request_shards(storage, requests_uri, reqs, 1, "smollm2-135m-instruct")
     storage.write_text(join(requests_uri, "_SUCCESS"), "")
     files = ShardFiles.of(layout, "smoke", ShardSpec(0, 1))
-    journal = Path(files.responses[len("file://") :])
+    responses = Path(files.responses[len("file://") :])
+
+    def parts() -> dict[Path, bytes]:
+        return {p: p.read_bytes() for p in sorted(responses.rglob("part-*.jsonl"))}
 
     proc = _start(root, tmp_path / "run1.log")
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_bytes().count(b"\n") >= 2:
+        if responses.exists() and parts():
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "run1.log").read_text()[-2000:]
-    before = journal.read_bytes()
-    kept = before[: parse_journal(before).good_bytes]
-    n_before = kept.count(b"\n")
+    before = parts()  # one PUT per batch: every part is whole, a batch in flight has none
+    n_before = sum(len(parse_journal(data).lines) for data in before.values())
     assert 2 <= n_before < 12 and not storage.exists(files.done)
 
     proc = _start(root, tmp_path / "run2.log")
     assert proc.wait(timeout=600) == 0, (tmp_path / "run2.log").read_text()[-2000:]
-    after = journal.read_bytes()
-    assert after.startswith(kept)
-    got = [json.loads(line)["custom_id"] for line in after.splitlines()]
+    after = parts()
+    assert all(after[path] == data for path, data in before.items())
+    got = [json.loads(line)["custom_id"] for data in after.values() for line in data.splitlines()]
     assert sorted(got) == ids and len(got) == 12
     done = json.loads(storage.read_text(files.done))
     assert (done["generated_this_attempt"], done["resumed_with"]) == (12 - n_before, n_before)

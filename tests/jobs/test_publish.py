@@ -16,8 +16,9 @@ from jobs.commit import StageStats, UncommittedInputError
 from jobs.config import load_config
 from jobs.layout import Layout
 from jobs.publish.publish import PublishRefusedError, main
+from jobs.questions.cleaning import question_key
 from jobs.storage import Storage, join
-from jobs.tables import schema
+from jobs.tables import read_table, schema
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "expectations"
 SNAP = "2026-11-01"
@@ -71,7 +72,15 @@ def test_refuses_when_validations_are_missing_or_failed(env):
     with pytest.raises(PublishRefusedError, match="documents: no committed validation") as exc:
         publish(root)
     assert "questions: no committed" in str(exc.value) and "qa: no committed" in str(exc.value)
-    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=False)
+    set_verdicts(
+        storage,
+        layout,
+        documents=True,
+        doc_concepts=True,
+        questions=True,
+        questions_clean=True,
+        qa=False,
+    )
     with pytest.raises(PublishRefusedError, match=r"qa: validation failed .*not_be_null\(answer\)"):
         publish(root)
     assert not storage.exists(layout.dataset)
@@ -79,7 +88,15 @@ def test_refuses_when_validations_are_missing_or_failed(env):
 
 def test_refuses_when_qa_is_not_committed(env):
     root, storage, layout = env
-    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=True)
+    set_verdicts(
+        storage,
+        layout,
+        documents=True,
+        doc_concepts=True,
+        questions=True,
+        questions_clean=True,
+        qa=True,
+    )
     storage.delete(join(layout.table("qa"), "_SUCCESS"))
     with pytest.raises(UncommittedInputError, match="qa"):
         publish(root)
@@ -87,7 +104,15 @@ def test_refuses_when_qa_is_not_committed(env):
 
 def test_publishes_files_with_checksums_manifest_and_card(env, capsys):
     root, storage, layout = env
-    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=True)
+    set_verdicts(
+        storage,
+        layout,
+        documents=True,
+        doc_concepts=True,
+        questions=True,
+        questions_clean=True,
+        qa=True,
+    )
     assert publish(root) == 0
     out = capsys.readouterr().out
     assert f"dataset: {layout.dataset}" in out
@@ -106,6 +131,12 @@ def test_publishes_files_with_checksums_manifest_and_card(env, capsys):
     assert table.schema.equals(schema("qa"))
     ids = table.column("question_id").to_pylist()
     assert ids == sorted(ids) == [json.loads(line)["question_id"] for line in lines]
+    # The published questions are in the question index, under this snapshot.
+    index = read_table(storage, join(layout.question_index, SNAP))
+    qa = good_rows("qa")
+    assert sorted(index["question_id"]) == sorted(r["question_id"] for r in qa)
+    assert set(index["question_key"]) == {question_key(r["question"]) for r in qa}
+    assert set(index["snapshot"]) == {SNAP}
     first = json.loads(lines[0])
     assert list(first) == schema("qa").names and isinstance(first["source_doc_ids"], list)
     assert manifest["tokens"]["qa"] == {"prompt": 400, "completion": 93}
@@ -138,7 +169,15 @@ def test_publishes_files_with_checksums_manifest_and_card(env, capsys):
 
 def test_republish_replaces_the_dataset_with_identical_bytes(env):
     root, storage, layout = env
-    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=True)
+    set_verdicts(
+        storage,
+        layout,
+        documents=True,
+        doc_concepts=True,
+        questions=True,
+        questions_clean=True,
+        qa=True,
+    )
     publish(root)
     first = storage.read_json(join(layout.dataset, "manifest.json"))["files"]
     storage.write_text(join(layout.dataset, "stale.txt"), "from an old run")
@@ -163,7 +202,15 @@ def test_card_counts_rows_per_level_and_describes_the_graph(env):
         "components": {"count": 3, "largest_size": 388, "largest_share": 0.97},
     }
     commit_table(storage, layout.table("graph"), StageStats(400, 400, extra={"graph": graph}))
-    set_verdicts(storage, layout, documents=True, doc_concepts=True, questions=True, qa=True)
+    set_verdicts(
+        storage,
+        layout,
+        documents=True,
+        doc_concepts=True,
+        questions=True,
+        questions_clean=True,
+        qa=True,
+    )
     assert publish(root) == 0
     manifest = storage.read_json(join(layout.dataset, "manifest.json"))
     assert manifest["levels"] == {
@@ -187,3 +234,34 @@ def test_card_counts_rows_per_level_and_describes_the_graph(env):
         "Concept graph: 400 vertices (topics and key concepts), 3000 co-occurrence edges; the "
         "largest connected component holds 97.0% of the vertices." in card
     )
+
+
+def test_card_states_cleaning_and_the_per_level_funnel(env):
+    root, storage, layout = env
+    clean_stats = StageStats(
+        5, 3, {"contaminated": 1, "duplicate_exact": 1},
+        extra={
+            "by_level": {"1": {"in": 5, "out": 3,
+                               "removed": {"contaminated": 1, "duplicate_exact": 1}}},
+            "eval_sets": [{"name": "builtin-2026-300", "uri": "builtin", "items": 300},
+                          {"name": "math500", "uri": "s3://b/math500.jsonl", "items": 500}],
+            "index_snapshots": ["2026-10-31"],
+            "params": {"ngram_n": 13, "short_ngram_n": 8, "near_dup_jaccard": 0.8,
+                       "min_chars": 10, "max_chars": 2000},
+        },
+    )  # fmt: skip
+    commit_table(storage, layout.table("questions_clean"), clean_stats)
+    set_verdicts(
+        storage, layout, documents=True, doc_concepts=True, questions=True,
+        questions_clean=True, qa=True,
+    )  # fmt: skip
+    assert publish(root) == 0
+    manifest = storage.read_json(join(layout.dataset, "manifest.json"))
+    assert manifest["cleaning"]["eval_sets"][1]["name"] == "math500"
+    assert manifest["funnel"]["1"]["clean_questions"]["removed"] == {
+        "contaminated": 1, "duplicate_exact": 1,
+    }  # fmt: skip
+    card = storage.read_text(join(layout.dataset, "README.md"))
+    assert "`builtin-2026-300` (300 items), `math500` (500 items)" in card
+    assert "word 13-gram" in card and "(2026-10-31)" in card
+    assert "| 1 | clean_questions | 5 | 3 | contaminated: 1, duplicate_exact: 1 |" in card

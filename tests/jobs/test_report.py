@@ -75,7 +75,9 @@ def test_report_with_partial_inputs_says_not_run(env, capsys):
     assert summary["lengths"]["answer_chars"] is None
     for key in ("graph", "combinations", "diversity"):
         assert summary[key] == {"status": "not run"}
-    assert summary["levels"] == {"questions": {"status": "not run"}, "qa": {"status": "not run"}}
+    assert summary["levels"] == {
+        t: {"status": "not run"} for t in ("questions", "questions_clean", "qa")
+    }
     page = storage.read_text(join(layout.reports, "index.html"))
     assert '<h2>Concept graph</h2><p class="notrun">graph: not run.</p>' in page
     assert '<h2>Combinations</h2><p class="notrun">combinations: not run.</p>' in page
@@ -156,7 +158,8 @@ def test_summary_helpers():
     assert summary["parse"]["qa"] == {"parse_failure_rate": 0.25, "parse_success_rate": 0.75}
     assert summary["stages"]["documents"] == {"status": "not run"}
     assert list(summary["stages"]) == [
-        "documents_raw", "documents", "doc_concepts", "graph", "combinations", "questions", "qa",
+        "documents_raw", "candidates", "documents", "doc_concepts", "graph", "combinations",
+        "questions", "questions_clean", "qa",
     ]  # fmt: skip
     assert level_counts([1, 3, 3, None]) == {"1": 1, "2": 0, "3": 2}
     assert level_counts([]) == {"1": 0, "2": 0, "3": 0}
@@ -203,12 +206,21 @@ def test_report_has_graph_combinations_levels_and_diversity(env, monkeypatch):
         _question("l2-y", 2, "q-c"), _question("l2-y", 2, "q-d"),  # cosine 1
         _question("l3-z", 3, "q-b"),  # alone: no pair
     ]  # fmt: skip
+    generated = {"2": {"combinations": 2, "with_questions": 2, "questions": 4, "quarantined": {}}}
     commit_table(
-        storage, layout.table("questions"), StageStats(3, 3), questions, schema("questions")
-    )
+        storage, layout.table("questions"), StageStats(3, 3, extra={"by_level": generated}),
+        questions, schema("questions"),
+    )  # fmt: skip
+    cleaned = {"2": {"in": 4, "out": 3, "removed": {"duplicate_near": 1}}}
+    commit_table(
+        storage, layout.table("questions_clean"), StageStats(7, 6, {"duplicate_near": 1},
+        extra={"by_level": cleaned}), questions[:4] + questions[5:], schema("questions"),
+    )  # fmt: skip
     qa = [good_rows("qa")[0] | {"level": lvl, "question_id": f"a{i}"}
           for i, lvl in enumerate([1, 2, 2, 3, 3])]  # fmt: skip
-    commit_table(storage, layout.table("qa"), StageStats(5, 5), qa, schema("qa"))
+    answered = {"2": {"in": 3, "out": 2, "removed": {"low_agreement": 1}}}
+    qa_stats = StageStats(6, 5, {"low_agreement": 1}, extra={"by_level": answered})
+    commit_table(storage, layout.table("qa"), qa_stats, qa, schema("qa"))
     calls = []
 
     def fake_embedder(*args, **kwargs):
@@ -254,5 +266,19 @@ def test_report_has_graph_combinations_levels_and_diversity(env, monkeypatch):
     assert '<td>16–31</td><td class="n">1</td>' in page
     assert '<td class="n">4.93</td>' in page  # the degree's mean, rounded for the page
     assert '<td>walks ended: dead_end</td><td class="n">2</td>' in page
-    assert '<td>Level-2</td><td class="n">4</td><td class="n">2</td>' in page
+    assert '<td>Level-2</td><td class="n">4</td><td class="n">3</td><td class="n">2</td>' in page
     assert '<td>Level-2</td><td class="n">2</td><td class="n">4</td><td class="n">2</td>' in page
+    # The funnel: per level and stage, in, out and the reasons of the rest.
+    assert summary["funnel"]["by_level"]["2"] == {
+        "generate_questions": {"in": 2, "out": 4, "removed": {},
+                               "unit": "prompts in, questions out"},
+        "clean_questions": cleaned["2"], "answers": answered["2"],
+    }  # fmt: skip
+    assert (
+        '<td>Level-2</td><td>clean_questions</td><td class="n">4</td><td class="n">3</td>'
+        "<td>duplicate_near: 1</td>" in page
+    )
+    assert (
+        '<td>Level-2</td><td>answers</td><td class="n">3</td><td class="n">2</td>'
+        "<td>low_agreement: 1</td>" in page
+    )

@@ -104,6 +104,7 @@ def qa_rows(n: int) -> list[dict]:
                 "final_answer": str(i),
                 "num_tokens": len(answer) // 4,
                 "agreement": 1.0,
+                "num_samples": 1,
                 "model": "m",
                 "prompt_version": "v1",
                 "source_doc_ids": ["d1"],

@@ -28,7 +28,9 @@ DOCUMENTS = pa.schema(
     [("doc_id", _S), ("text", _S), ("url", _S), ("source", _S), ("snapshot", _S),
      ("meta", pa.map_(_S, _S)), ("num_chars", pa.int32()), ("alpha_ratio", pa.float64()),
      ("symbol_ratio", pa.float64()), ("dup_line_fraction", pa.float64()),
-     ("domain_score", pa.float64()), ("filter_reason", _S)]
+     ("domain_score", pa.float64()), ("filter_reason", _S),
+     ("ratings", pa.struct([(c, pa.float64()) for c in ("relevance", "clarity", "language")])),
+     ("rating", pa.float64()), ("rating_round", pa.int32()), ("fine_score", pa.float64())]
 )  # fmt: skip
 SCHEMAS = {"documents": DOCUMENTS, "questions": schema("questions"), "qa": schema("qa")}
 
@@ -101,7 +103,7 @@ def test_broken_table_fails_with_named_expectation_and_committed_verdict(tmp_pat
         "questions",
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # permanent (jobs/errors.py): a critical failure is not retried
     assert "expect_column_values_to_be_in_set(edu_level)" in proc.stderr
 
 

@@ -104,7 +104,9 @@ def test_parse_failure_rate_prefers_the_recorded_rate():
 # -- good fixtures pass ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table", ["documents", "doc_concepts", "questions", "qa"])
+@pytest.mark.parametrize(
+    "table", ["documents", "doc_concepts", "questions", "questions_clean", "qa"]
+)
 def test_good_fixture_passes(tmp_path, table):
     result = validate(table, good_rows(table), tmp_path / "site")
     assert result["success"] is True, result["critical_failures"]
@@ -157,6 +159,12 @@ def _docs_dup_id():
     return rows
 
 
+def _clean_repeat(transform):
+    rows = good_rows("questions_clean")
+    rows[2]["question"] = transform(rows[0]["question"])
+    return rows
+
+
 def _concept_twice():
     rows = good_rows("doc_concepts")
     rows.append(dict(rows[0], concept_raw="1.3 discriminant"))
@@ -171,6 +179,8 @@ BROKEN = {
                        {("documents", LENGTHS, "text")}),
     "unfiltered row": ("documents", lambda: _set("documents", 2, filter_reason="near_duplicate"),
                        {("documents", IN_SET, "filter_reason")}),
+    "rating off the scale": ("documents", lambda: _set("documents", 0, rating=11.0),
+                             {("documents", BETWEEN, "rating")}),
     "duplicate texts": ("documents", _docs_dup_text,
                         {("documents_metrics", BETWEEN, "duplicate_rate")}),
     "bad edu_level": ("questions", lambda: _set("questions", 0, edu_level="university"),
@@ -190,6 +200,15 @@ BROKEN = {
                       {("doc_concepts", IN_SET, "edu_level")}),
     "question too short": ("questions", lambda: _set("questions", 2, question="Why?"),
                            {("questions", LENGTHS, "question")}),
+    "clean question twice": ("questions_clean", lambda: _clean_repeat(str),
+                             {("questions_clean", UNIQUE, "question"),
+                              ("questions_clean_metrics", BETWEEN, "duplicate_rate")}),
+    "clean question repeated in other case": (
+        "questions_clean", lambda: _clean_repeat(lambda q: "  " + q.upper()),
+        {("questions_clean_metrics", BETWEEN, "duplicate_rate")}),
+    "clean question too long": ("questions_clean",
+                                lambda: _set("questions_clean", 1, question="x" * 2001),
+                                {("questions_clean", LENGTHS, "question")}),
     "null answer": ("qa", lambda: _set("qa", 0, answer=None), {("qa", NULL, "answer")}),
 }  # fmt: skip
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from k8s_yaml import load_yaml_docs
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -83,11 +84,9 @@ def validate_k8s():
     return validate
 
 
-def load_yaml_docs(path: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
 @pytest.fixture(scope="session")
 def k8s_manifests() -> dict[str, list[dict]]:
-    """Every YAML file under k8s/, by file name."""
-    return {p.name: load_yaml_docs(p) for p in sorted((REPO / "k8s").glob("*.yaml"))}
+    """Every YAML file under k8s/ and k8s/templates/, by path relative to k8s/."""
+    k8s = REPO / "k8s"
+    files = [*sorted(k8s.glob("*.yaml")), *sorted(k8s.glob("templates/*.yaml"))]
+    return {str(p.relative_to(k8s)): load_yaml_docs(p) for p in files}

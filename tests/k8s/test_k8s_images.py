@@ -117,3 +117,52 @@ def test_copied_sources_exist(kind):
 def test_readme_says_vllm_needs_a_gpu_machine():
     text = (IMAGES / "README.md").read_text()
     assert "vLLM cannot run on the development machines" in text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_images_carry_the_code_version_and_a_writable_home(kind):
+    text = (IMAGES / kind / "Dockerfile").read_text()
+    assert 'ARG SYNTHLLM_CODE_VERSION=""' in text
+    assert "SYNTHLLM_CODE_VERSION=${SYNTHLLM_CODE_VERSION}" in text  # ENV: read at run time
+    assert "HOME=/tmp" in text  # the root filesystem is read-only; /tmp is an emptyDir
+
+
+def test_image_users_match_the_pod_security_contexts():
+    from synthllm_tasks import kubernetes as kube
+
+    assert "USER 1000" in (IMAGES / "python/Dockerfile").read_text()
+    assert f"USER {kube.SPARK_UID}" in (IMAGES / "spark/Dockerfile").read_text()
+
+
+def test_code_version_comes_from_the_image_when_set(monkeypatch):
+    from jobs.cli import code_version
+
+    monkeypatch.setenv("SYNTHLLM_CODE_VERSION", "3f2c1a9b8e7d")
+    assert code_version() == "3f2c1a9b8e7d"
+    monkeypatch.setenv("SYNTHLLM_CODE_VERSION", "")
+    assert code_version() != "3f2c1a9b8e7d" and code_version()  # git, else "unknown"
+
+
+def test_build_script_tags_with_the_commit_and_passes_it_in():
+    import subprocess
+
+    result = subprocess.run(
+        [str(REPO / "scripts/build_images.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    lines = result.stdout.splitlines()
+    for kind in KINDS:
+        assert (
+            f"docker build -f images/{kind}/Dockerfile --build-arg SYNTHLLM_CODE_VERSION={commit}"
+            f" -t synthllm/{kind}:{commit} ." in lines
+        )
+    assert lines[-1] == f"SYNTHLLM_IMAGE_TAG={commit}"
