@@ -35,6 +35,10 @@ class StorageConfig(_Section):
     root_uri: str = "file://./var/data"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    # Copies and uploads above this size go in parts: CopyObject stops at 5 GB.
+    multipart_threshold_mb: int = Field(1024, ge=5)
+    # S3 parts are 5 MB to 5 GB; 256 MB keeps a 1 TB object under the 10,000-part cap.
+    multipart_chunk_mb: int = Field(256, ge=5, le=5120)
 
     @model_validator(mode="after")
     def _scheme(self) -> StorageConfig:
@@ -292,6 +296,8 @@ class ValidationConfig(_Section):
     max_duplicate_rate: float = Field(0.2, ge=0, le=1)
     # Folder of the declarative suites (one JSON file per table); relative to the repo root.
     suites_dir: str = "expectations"
+    # Rows GX sees at once: validate reads a table in chunks of this many rows.
+    chunk_rows: int = Field(100_000, ge=1)
 
 
 class PipelineConfig(_Section):

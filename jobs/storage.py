@@ -2,6 +2,11 @@
 
 Credentials are never taken from code or config files: boto3 reads the standard AWS
 environment variables (or the pod's IRSA role); only the endpoint and region are configured.
+
+Large objects never pass through memory whole: :meth:`Storage.upload_file` and
+:meth:`Storage.download_file` stream, and S3 copies (hence moves, hence every commit) go
+through boto3's managed transfer, which switches to multipart ``UploadPartCopy`` above
+``multipart_threshold_mb`` — a plain CopyObject fails on objects over 5 GB.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ class Storage:
         uri = resolve_uri(uri)
         return Path(uri[len("file://") :]) if uri.startswith("file://") else None
 
+    def local_path(self, uri: str) -> Path | None:
+        """The local path of a ``file://`` URI; None for ``s3://``."""
+        return self._local(uri)
+
     # -- objects -----------------------------------------------------------------------------
 
     def exists(self, uri: str) -> bool:
@@ -133,14 +142,51 @@ class Storage:
         old = self.read_text(uri) if self.exists(uri) else ""
         self.write_text(uri, old + text)
 
-    def upload_file(self, path: Path, uri: str) -> None:
+    @property
+    def transfer_config(self):
+        """boto3 managed-transfer settings: multipart above the configured threshold."""
+        from boto3.s3.transfer import TransferConfig
+
+        mb = 1024 * 1024
+        return TransferConfig(
+            multipart_threshold=self.config.multipart_threshold_mb * mb,
+            multipart_chunksize=self.config.multipart_chunk_mb * mb,
+        )
+
+    def upload_file(self, path: Path, uri: str, content_type: str | None = None) -> None:
+        """Stream a local file to ``uri`` (multipart on S3 above the threshold)."""
         local = self._local(uri)
         if local is not None:
             local.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, local)
+            tmp = local.with_name(local.name + ".partial")
+            shutil.copyfile(path, tmp)
+            tmp.replace(local)
             return
         bucket, key = _split_s3(uri)
-        self.s3.upload_file(str(path), bucket, key)
+        extra = {"ExtraArgs": {"ContentType": content_type}} if content_type else {}
+        self.s3.upload_file(str(path), bucket, key, Config=self.transfer_config, **extra)
+
+    def download_file(self, uri: str, path: Path) -> None:
+        """Stream ``uri`` into a local file (ranged parts on S3 above the threshold)."""
+        local = self._local(uri)
+        if local is not None:
+            shutil.copyfile(local, path)
+            return
+        bucket, key = _split_s3(uri)
+        self.s3.download_file(bucket, key, str(path), Config=self.transfer_config)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy one object; on S3 server-side, in parts above ``multipart_threshold_mb``."""
+        local_src, local_dst = self._local(src), self._local(dst)
+        if local_src is not None and local_dst is not None:
+            local_dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local_src, local_dst)
+            return
+        if local_src is not None or local_dst is not None:
+            raise ValueError(f"copy between file:// and s3:// is not supported: {src} -> {dst}")
+        sb, skey = _split_s3(src)
+        db, dkey = _split_s3(dst)
+        self.s3.copy({"Bucket": sb, "Key": skey}, db, dkey, Config=self.transfer_config)
 
     # -- prefixes ----------------------------------------------------------------------------
 
@@ -202,12 +248,10 @@ class Storage:
             local_src.replace(local_dst)
             return
         files = self.walk_files(src) or [src]
-        sb, skey = _split_s3(src)
-        db, dkey = _split_s3(dst)
+        _, skey = _split_s3(src)
         for f in files:
             _, fkey = _split_s3(f)
-            target = dkey + fkey[len(skey) :]
-            self.s3.copy_object(Bucket=db, Key=target, CopySource={"Bucket": sb, "Key": fkey})
+            self.copy(f, dst.rstrip("/") + fkey[len(skey) :])
         self.delete(src)
 
     def size(self, uri: str) -> int:

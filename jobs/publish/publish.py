@@ -14,6 +14,8 @@ report are.
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.cli import JobContext, base_parser, code_version, run_job
@@ -22,22 +24,21 @@ from jobs.errors import PermanentError
 from jobs.layout import Layout
 from jobs.publish.card import render_card
 from jobs.publish.dataset import (
+    BATCH_ROWS,
     CARD_FILE,
-    JSONL_FILE,
     MANIFEST_FILE,
     PARQUET_FILE,
     build_manifest,
     distinct,
-    encode_jsonl,
-    encode_parquet,
     licence_counts,
-    qa_arrow,
+    stream_qa_files,
     type_name,
 )
 from jobs.questions.index import write_index
 from jobs.report.summary import STAGES, graph_summary, level_counts, question_funnel
 from jobs.storage import Storage, join
 from jobs.tables import read_table, schema
+from jobs.validate.chunks import iter_table_batches
 from jobs.validate.results import RESULT_FILE
 from jobs.validate.suites import TABLES
 
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_QA_SUMMARY_COLUMNS = (
+    "question_id", "question", "level", "model", "prompt_version", "source_doc_ids",
+)  # fmt: skip
 _CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "jsonl": "application/jsonl"}
 
 
@@ -145,20 +149,25 @@ def run(ctx: JobContext) -> StageStats:
     qa_uri = layout.table("qa")
     require_committed(storage, qa_uri)
     verdicts = check_validated(storage, layout)
-    qa = read_table(storage, qa_uri)
+    # The published files stream from the table; the figures, provenance and question index
+    # need only these columns (not the answers, the bulk of the table).
+    qa = read_table(storage, qa_uri, columns=list(_QA_SUMMARY_COLUMNS))
     questions = read_table(
         storage, layout.table("questions"), columns=["level", "model", "prompt_version"]
     )
     docs = read_table(storage, layout.table("documents"), columns=["doc_id", "meta"])
-    arrow = qa_arrow(qa, schema("qa"))
+    qa_schema = schema("qa")
     stage_stats = _stage_stats(storage, layout)
-    files = {PARQUET_FILE: encode_parquet(arrow), JSONL_FILE: encode_jsonl(arrow.to_pylist())}
+    workdir = tempfile.TemporaryDirectory(prefix="publish-")
+    batches = iter_table_batches(storage, qa_uri, BATCH_ROWS)
+    files = stream_qa_files(batches, qa_schema, Path(workdir.name), BATCH_ROWS)
+    num_rows = files[PARQUET_FILE]["rows"]
     manifest = build_manifest(
         snapshot=ctx.snapshot,
         run_id=ctx.run_id,
         code_version=code_version(),
         files=files,
-        num_rows=arrow.num_rows,
+        num_rows=num_rows,
         stage_stats=stage_stats,
         table_rows={"documents": len(docs), "questions": len(questions)},
         provenance=_provenance(qa, questions, docs, layout, verdicts),
@@ -167,14 +176,16 @@ def run(ctx: JobContext) -> StageStats:
     manifest["answer_checking"] = (stage_stats.get("qa") or {}).get("answer_checking")
     manifest["cleaning"] = cleaning_settings(stage_stats.get("questions_clean"))
     manifest["funnel"] = question_funnel(stage_stats).get("by_level")
-    types = {f.name: type_name(f.type) for f in arrow.schema}
+    types = {f.name: type_name(f.type) for f in qa_schema}
     out = StageOutput(storage, layout.dataset, ctx.attempt)
     tmp = out.begin()
-    for name, data in files.items():
-        storage.write_bytes(join(tmp, name), data, _CONTENT_TYPES[name.rsplit(".", 1)[-1]])
+    with workdir:
+        for name, info in files.items():
+            ctype = _CONTENT_TYPES[name.rsplit(".", 1)[-1]]
+            storage.upload_file(info["path"], join(tmp, name), ctype)
     storage.write_json(join(tmp, MANIFEST_FILE), manifest)
     storage.write_text(join(tmp, CARD_FILE), render_card(manifest, types), "text/markdown")
-    stats = StageStats(rows_in=arrow.num_rows, rows_out=arrow.num_rows)
+    stats = StageStats(rows_in=num_rows, rows_out=num_rows)
     out.commit(ctx.manifest("publish", [qa_uri], files=sorted(files)), stats)
     # After the dataset: a failure here fails the task, and its retry republishes both.
     write_index(

@@ -5,6 +5,11 @@ table and ``{table}_metrics`` on the one-row metrics table — runs each through
 whose ``UpdateDataDocsAction`` builds a filesystem Data Docs site, and hands back plain
 dicts, so no GX object leaks into the rest of the code. The context is ephemeral (stores in
 memory): a job builds one :class:`GxValidator` and the site folder is all that outlives it.
+
+A table validated in chunks runs the table suite once per chunk (:meth:`GxValidator.run`);
+only the first chunk's run renders a Data Docs page, the others use a checkpoint without the
+docs action. Each summary carries ``element_count``/``missing_count`` so that chunk results
+can be merged (:mod:`jobs.validate.chunked`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from jobs.validate.suites import ExpectationSpec, SuiteSpec
+from jobs.validate.suites import ExpectationSpec
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,7 @@ class GxValidator:
         )
         self.context = gx.get_context(mode="ephemeral", project_config=config)
         self._source = self.context.data_sources.add_pandas("synthllm")
+        self._checkpoints: dict[tuple[str, bool], Any] = {}
 
     def _expectation(self, spec: ExpectationSpec):
         cls = getattr(self._gx.expectations, _camel(spec.type), None)
@@ -83,7 +89,13 @@ class GxValidator:
         extra = {"notes": spec.notes} if spec.notes else {}
         return cls(**spec.kwargs, meta={"critical": spec.critical}, **extra)
 
-    def _checkpoint(self, name: str, specs: tuple[ExpectationSpec, ...]):
+    def _checkpoint(self, name: str, specs: tuple[ExpectationSpec, ...], docs: bool):
+        key = (name, docs)
+        if key not in self._checkpoints:
+            self._checkpoints[key] = self._build_checkpoint(name, specs, docs)
+        return self._checkpoints[key]
+
+    def _build_checkpoint(self, name: str, specs: tuple[ExpectationSpec, ...], docs: bool):
         gx = self._gx
         suite = gx.ExpectationSuite(name=name)
         for spec in specs:
@@ -102,43 +114,36 @@ class GxValidator:
         action = gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[SITE_NAME])
         return self.context.checkpoints.add_or_update(
             gx.Checkpoint(
-                name=name,
+                name=name if docs else f"{name}__nodocs",
                 validation_definitions=[vdef],
-                actions=[action],
+                actions=[action] if docs else [],
                 result_format={"result_format": "SUMMARY"},
             )
         )
 
-    def validate(
+    def run(
         self,
-        spec: SuiteSpec,
-        table: Any,
-        metrics: dict[str, Any],
+        name: str,
+        specs: tuple[ExpectationSpec, ...],
+        frame: Any,
         parameters: dict[str, Any],
         run_name: str,
+        docs: bool = True,
     ) -> list[dict[str, Any]]:
-        """Run the table suite on ``table`` (pandas) and the metric suite on ``metrics``.
+        """Run suite ``name`` (``specs``) on a pandas frame; one plain dict per expectation.
 
-        Returns one plain dict per expectation, table suite first; Data Docs are rebuilt
-        under ``site_dir`` as a side effect.
+        With ``docs`` the run's page is rendered and the site under ``site_dir`` rebuilt.
         """
-        import pandas as pd
         from great_expectations.core.run_identifier import RunIdentifier
 
-        runs = [(spec.table, spec.expectations, table)]
-        if spec.metric_expectations:
-            frame = pd.DataFrame([metrics]).astype("float64")
-            runs.append((f"{spec.table}_metrics", spec.metric_expectations, frame))
+        result = self._checkpoint(name, specs, docs).run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters,
+            run_id=RunIdentifier(run_name=run_name),
+        )
         out: list[dict[str, Any]] = []
-        for name, specs, frame in runs:
-            checkpoint = self._checkpoint(name, specs)
-            result = checkpoint.run(
-                batch_parameters={"dataframe": frame},
-                expectation_parameters=parameters,
-                run_id=RunIdentifier(run_name=run_name),
-            )
-            for suite_result in result.run_results.values():
-                out.extend(_summarise(name, r) for r in suite_result.results)
+        for suite_result in result.run_results.values():
+            out.extend(_summarise(name, r) for r in suite_result.results)
         return out
 
     @property
@@ -163,6 +168,8 @@ def _summarise(suite: str, result: Any) -> dict[str, Any]:
             "unexpected_count": details.get("unexpected_count"),
             "unexpected_percent": details.get("unexpected_percent"),
             "unexpected_examples": (details.get("partial_unexpected_list") or [])[:_MAX_EXAMPLES],
+            "element_count": details.get("element_count"),
+            "missing_count": details.get("missing_count"),
             "exception": exc.get("exception_message") if exc.get("raised_exception") else None,
         }
     )

@@ -2,8 +2,11 @@
 
 ``python -m jobs.validate.validate --snapshot S --table documents|questions|qa``
 
-Reads ``{run}/{table}/`` (and its ``_stats.json`` for the parse-failure rate), runs the
-suite from ``expectations/{table}.json`` through GX Checkpoints, uploads the Data Docs site
+Reads ``{run}/{table}/`` in chunks of ``validation.chunk_rows`` rows (and its
+``_stats.json`` for the parse-failure rate), runs the suite from
+``expectations/{table}.json`` through GX Checkpoints on each chunk, with row count and
+uniqueness counted over the whole table (see :mod:`jobs.validate.chunked` for how and why),
+uploads the Data Docs site
 to ``{reports}/data_docs/{table}/`` and commits the verdict to ``{run}/validation/{table}/``.
 A failed critical expectation raises after the verdict is written, so the DAG stops and
 publish refuses; non-critical failures are logged as warnings.
@@ -14,29 +17,18 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from jobs.cli import JobContext, base_parser, run_job
 from jobs.commit import STATS, StageOutput, StageStats, require_committed
 from jobs.storage import Storage, join
-from jobs.tables import read_table
+from jobs.validate.chunked import validate_chunks
+from jobs.validate.chunks import iter_table_batches
 from jobs.validate.data_docs import landing_page, upload_site
-from jobs.validate.results import (
-    RESULT_FILE,
-    ValidationFailedError,
-    failure_message,
-    verdict,
-)
-from jobs.validate.suites import (
-    TABLES,
-    SuiteSpec,
-    check_parameters,
-    load_suite,
-    suite_parameters,
-    suite_path,
-    table_metrics,
-)
+from jobs.validate.results import RESULT_FILE, ValidationFailedError, failure_message
+from jobs.validate.suites import TABLES, SuiteSpec, load_suite, suite_parameters, suite_path
 
 log = logging.getLogger(__name__)
 
@@ -47,34 +39,35 @@ def validation_uri(ctx_or_run: JobContext | str, table: str) -> str:
     return join(run, "validation", table)
 
 
-def _read_inputs(storage: Storage, uri: str) -> tuple[Any, dict | None]:
+def _read_stats(storage: Storage, uri: str) -> dict | None:
     require_committed(storage, uri)
-    frame = read_table(storage, uri)
     stats_uri = join(uri, STATS)
-    stats = storage.read_json(stats_uri) if storage.exists(stats_uri) else None
-    return frame, stats
+    return storage.read_json(stats_uri) if storage.exists(stats_uri) else None
+
+
+def _chunks(storage: Storage, uri: str, chunk_rows: int) -> Iterator[Any]:
+    """The table as pandas frames of at most ``chunk_rows`` rows."""
+    for batch in iter_table_batches(storage, uri, chunk_rows):
+        yield batch.to_pandas()
 
 
 def run_suite(
     spec: SuiteSpec,
-    frame: Any,
+    table: Any | Iterable[Any],
     stats: dict | None,
     parameters: dict[str, Any],
     site_dir: Path,
     run_name: str,
 ) -> dict[str, Any]:
-    """Run ``spec`` on a pandas frame with GX; returns the verdict (see :func:`verdict`).
+    """Run ``spec`` on a pandas frame, or on an iterable of frames (chunks of one table).
 
-    Data Docs are built under ``site_dir``.
+    Returns the verdict (see :func:`jobs.validate.results.verdict`); Data Docs are built
+    under ``site_dir``.
     """
-    from jobs.validate.gx_adapter import GxValidator
+    import pandas as pd
 
-    check_parameters(spec, parameters)
-    column = spec.duplicate_column
-    values = frame[column] if column and column in frame.columns else None
-    metrics = table_metrics(spec, values, len(frame), stats)
-    results = GxValidator(site_dir).validate(spec, frame, metrics, parameters, run_name)
-    return verdict(spec.table, results, metrics, parameters)
+    chunks = [table] if isinstance(table, pd.DataFrame) else table
+    return validate_chunks(spec, chunks, stats, parameters, site_dir, run_name)
 
 
 def run(ctx: JobContext) -> StageStats:
@@ -83,12 +76,14 @@ def run(ctx: JobContext) -> StageStats:
     storage = Storage(ctx.cfg.storage)
     table_uri = ctx.layout.table(table)
     spec = load_suite(suite_path(ctx.cfg, table))
-    frame, stats = _read_inputs(storage, table_uri)
-    log.info("validating %s: %d rows, suite %s", table_uri, len(frame), spec.path)
+    stats = _read_stats(storage, table_uri)
+    chunk_rows = ctx.cfg.validation.chunk_rows
+    log.info("validating %s in chunks of %d rows, suite %s", table_uri, chunk_rows, spec.path)
     docs_root = join(ctx.layout.reports, "data_docs")
     with tempfile.TemporaryDirectory(prefix="gx-site-") as tmp:
         site = Path(tmp) / "site"
-        result = run_suite(spec, frame, stats, suite_parameters(ctx.cfg), site, ctx.run_id)
+        chunks = _chunks(storage, table_uri, chunk_rows)
+        result = run_suite(spec, chunks, stats, suite_parameters(ctx.cfg), site, ctx.run_id)
         upload_site(storage, site, join(docs_root, table))
     result.update(
         snapshot=ctx.snapshot,
@@ -100,9 +95,10 @@ def run(ctx: JobContext) -> StageStats:
     out = StageOutput(storage, validation_uri(ctx, table), ctx.attempt)
     tmp_uri = out.begin()
     storage.write_json(join(tmp_uri, RESULT_FILE), result)
+    num_rows = result["metrics"]["row_count"]
     stats_out = StageStats(
-        rows_in=len(frame),
-        rows_out=len(frame),
+        rows_in=num_rows,
+        rows_out=num_rows,
         extra={"success": result["success"], **result["statistics"]},
     )
     out.commit(ctx.manifest("validate", [table_uri], table=table, suite=spec.path), stats_out)

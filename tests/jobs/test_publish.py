@@ -265,3 +265,61 @@ def test_card_states_cleaning_and_the_per_level_funnel(env):
     assert "`builtin-2026-300` (300 items), `math500` (500 items)" in card
     assert "word 13-gram" in card and "(2026-10-31)" in card
     assert "| 1 | clean_questions | 5 | 3 | contaminated: 1, duplicate_exact: 1 |" in card
+
+
+def test_published_files_stream_in_bounded_batches(tmp_path, monkeypatch):
+    """A 20,000-row table published 1,000 rows at a time: no step ever holds more rows,
+    and the files match the in-memory encoders' rows, order and JSON lines exactly."""
+    import random
+
+    import pandas as pd
+
+    from jobs.publish import dataset
+    from jobs.validate.chunks import iter_table_batches
+
+    base = good_rows("qa")
+    rows = [dict(base[i % len(base)], question_id=f"q{i:06d}") for i in range(20_000)]
+    random.Random(7).shuffle(rows)
+    storage = Storage(load_config("local", None, []).storage)
+    uri = f"file://{tmp_path / 'qa'}"
+    for part in range(4):  # four part files, as a Spark writer would leave
+        body = pa.Table.from_pylist(rows[part * 5000 : (part + 1) * 5000], schema=schema("qa"))
+        path = tmp_path / "qa" / f"part-{part:05d}.parquet"
+        path.parent.mkdir(exist_ok=True)
+        pq.write_table(body, path, row_group_size=5000)
+    seen: list[int] = []  # rows of every batch read and every sorted batch written
+
+    def counted(batches):
+        for batch in batches:
+            seen.append(batch.num_rows)
+            yield batch
+
+    real_sorted = dataset.sorted_batches
+    monkeypatch.setattr(dataset, "sorted_batches", lambda *a: counted(real_sorted(*a)))
+    batches = counted(iter_table_batches(storage, uri, 1000))
+    files = dataset.stream_qa_files(batches, schema("qa"), tmp_path / "out", batch_rows=1000)
+    assert seen and max(seen) == 1000 and sum(seen) == 2 * 20_000
+    whole = dataset.qa_arrow(pd.DataFrame(rows), schema("qa"))
+    parquet = pq.ParquetFile(files["data/qa.parquet"]["path"])
+    assert parquet.metadata.num_row_groups == 20
+    assert parquet.read().equals(whole)
+    jsonl = Path(files["data/qa.jsonl"]["path"]).read_bytes()
+    assert jsonl == dataset.encode_jsonl(whole.to_pylist())
+    for info in files.values():
+        data = Path(info["path"]).read_bytes()
+        assert info["sha256"] == hashlib.sha256(data).hexdigest()
+        assert (info["bytes"], info["rows"]) == (len(data), 20_000)
+    assert not (tmp_path / "out" / "spool.arrow").exists()
+
+
+def test_streamed_files_equal_the_in_memory_encoding_when_one_batch(tmp_path):
+    from jobs.publish import dataset
+
+    rows = list(reversed(good_rows("qa")))
+    table = pa.Table.from_pylist(rows, schema=schema("qa"))
+    files = dataset.stream_qa_files(table.to_batches(), schema("qa"), tmp_path, batch_rows=100)
+    ordered = table.sort_by("question_id")
+    assert Path(files["data/qa.jsonl"]["path"]).read_bytes() == dataset.encode_jsonl(
+        ordered.to_pylist()
+    )
+    assert Path(files["data/qa.parquet"]["path"]).read_bytes() == dataset.encode_parquet(ordered)

@@ -76,3 +76,42 @@ def test_uri_helpers(tmp_path, monkeypatch):
     assert to_spark_uri("s3://b/k") == "s3a://b/k"
     with pytest.raises(ValueError, match="unsupported"):
         resolve_uri("gs://b/k")
+
+
+def test_large_s3_moves_and_copies_use_multipart_copy(s3_bucket, tmp_path):
+    """With the part-size limit set to S3's 5 MB minimum, a 12 MB object moves in 3 parts."""
+    endpoint, bucket = s3_bucket
+    cfg = StorageConfig(
+        root_uri=f"s3://{bucket}/root",
+        s3_endpoint_url=endpoint,
+        multipart_threshold_mb=5,
+        multipart_chunk_mb=5,
+    )
+    st, root = Storage(cfg), f"s3://{bucket}/root"
+    calls: list[str] = []
+    for op in ("CopyObject", "UploadPartCopy", "UploadPart"):
+        st.s3.meta.events.register(
+            f"before-call.s3.{op}", lambda model, **_: calls.append(model.name)
+        )
+    payload = bytes(range(256)) * (12 * 1024 * 1024 // 256)
+    src = tmp_path / "big.bin"
+    src.write_bytes(payload)
+    st.upload_file(src, join(root, "tmp", "big.bin"))
+    assert calls.count("UploadPart") == 3
+    calls.clear()
+    st.move(join(root, "tmp"), join(root, "final"))
+    assert calls == ["UploadPartCopy"] * 3  # 5 + 5 + 2 MB; no single CopyObject
+    st.copy(join(root, "final", "big.bin"), join(root, "again.bin"))
+    assert calls.count("UploadPartCopy") == 6
+    head = st.s3.head_object(Bucket=bucket, Key="root/again.bin")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert not st.exists(join(root, "tmp"))
+    out = tmp_path / "back.bin"
+    st.download_file(join(root, "final", "big.bin"), out)
+    assert out.read_bytes() == payload
+    assert st.read_bytes(join(root, "again.bin")) == payload
+    # Below the threshold a copy stays one CopyObject call.
+    calls.clear()
+    st.write_bytes(join(root, "small.txt"), b"x")
+    st.copy(join(root, "small.txt"), join(root, "small2.txt"))
+    assert calls == ["CopyObject"]

@@ -138,3 +138,57 @@ def test_data_docs_upload_to_s3(s3_bucket):
     verdict = storage.read_json(join(layout.run, "validation", "qa", "result.json"))
     assert verdict["success"] is True
     assert verdict["data_docs_uri"] == f"s3://{bucket}/{prefix}qa/index.html"
+
+
+def test_large_table_validates_in_bounded_chunks_like_the_whole_table(tmp_path, monkeypatch):
+    """5,000 rows in chunks of 1,000: no chunk is larger, a duplicate id split across chunks
+    and a null answer are still found, and every result matches the whole-table run."""
+    import pandas as pd
+
+    from jobs.validate import validate as job
+    from jobs.validate.suites import load_suite, suite_parameters, suite_path
+
+    base = good_rows("qa")
+    rows = [
+        dict(b, question_id=f"q{i:05d}", question=f"{b['question']} (case {i})")
+        for i, b in enumerate(base[i % len(base)] for i in range(5000))
+    ]
+    rows[4500]["question_id"] = rows[10]["question_id"]  # chunk 5 repeats an id of chunk 1
+    rows[3200]["answer"] = None
+    root, storage, layout = _local(tmp_path)
+    commit_stage_table(storage, layout, "qa", rows)
+    sizes: list[int] = []
+    real = job.iter_table_batches
+
+    def counted(*args, **kwargs):
+        for batch in real(*args, **kwargs):
+            sizes.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(job, "iter_table_batches", counted)
+    with pytest.raises(ValidationFailedError, match=r"be_unique\(question_id\) — 2 unexpected"):
+        main(argv("qa", root, "--set", "validation.chunk_rows=1000"))
+    assert sizes == [1000] * 5
+    chunked = storage.read_json(join(layout.run, "validation", "qa", "result.json"))
+    cfg = load_config("local")
+    spec = load_suite(suite_path(cfg, "qa"))
+    stats = storage.read_json(join(layout.table("qa"), "_stats.json"))
+    whole = job.run_suite(
+        spec, pd.DataFrame(rows), stats, suite_parameters(cfg), tmp_path / "w", "whole"
+    )
+
+    def key(result):
+        return [
+            (r["suite"], r["type"], json.dumps(r["kwargs"], sort_keys=True), r["success"],
+             r["unexpected_count"], round(r["unexpected_percent"] or 0, 9), r["element_count"])
+            for r in result["results"]
+        ]  # fmt: skip
+
+    assert key(chunked) == key(whole)
+    assert chunked["metrics"] == whole["metrics"]
+    assert chunked["critical_failures"] == whole["critical_failures"]
+    assert {r["type"] for r in chunked["results"] if not r["success"]} == {
+        "expect_column_values_to_be_unique",
+        "expect_column_values_to_not_be_null",
+    }
+    assert chunked["metrics"]["row_count"] == 5000
