@@ -14,12 +14,12 @@ optional ``id`` (default: the line number).
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from typing import Any
 
 from jobs.answers.parse import extract_boxed
+from jobs.jsonl import json_objects
 from jobs.storage import Storage, basename
 
 TOPICS = (
@@ -241,13 +241,7 @@ def builtin_eval_set(n: int, seed: int) -> list[dict[str, Any]]:
 def parse_jsonl(text: str, source: str) -> list[dict[str, Any]]:
     """Items of a MATH-style JSONL file; a line without question or answer is an error."""
     items = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{source}:{lineno}: not JSON ({exc})") from exc
+    for lineno, row in json_objects(text, source):
         question = row.get("question") or row.get("problem")
         answer = row.get("answer") or row.get("solution")
         if not isinstance(question, str) or answer is None or str(answer).strip() == "":

@@ -26,13 +26,13 @@ the seeds and every sampled negative (a recipe in a snapshot of software docs) s
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jobs.filter.embed import add_embeddings
+from jobs.jsonl import json_objects
 from jobs.storage import Storage
 
 if TYPE_CHECKING:
@@ -44,14 +44,8 @@ log = logging.getLogger(__name__)
 def parse_positives(text: str, uri: str) -> list[str]:
     """Texts of a JSONL seed file; a bad line raises ``ValueError`` naming file and line."""
     texts = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{uri}:{lineno}: not valid JSON ({exc.msg})") from None
-        value = row.get("text") if isinstance(row, dict) else None
+    for lineno, row in json_objects(text, uri):
+        value = row.get("text")
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{uri}:{lineno}: expected an object with a non-empty 'text'")
         texts.append(value)

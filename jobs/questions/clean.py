@@ -24,12 +24,13 @@ level's questions in, out and removed by reason, and names the evaluation sets u
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from jobs.cli import JobContext, base_parser, run_job
 from jobs.commit import LevelFunnel, StageOutput, StageStats, require_committed
+from jobs.errors import PermanentError
+from jobs.jsonl import json_objects
 from jobs.questions.cleaning import (
     format_problem,
     key_text,
@@ -55,21 +56,19 @@ REF_FIELDS = (
 )  # fmt: skip
 
 
-class EvalSetError(ValueError):
+class EvalSetError(PermanentError, ValueError):
     """A configured evaluation set cannot be read."""
 
 
 def parse_eval_set(text: str, name: str, uri: str, question_field: str, id_field: str):
     """Items ``{benchmark, id, question}`` of one JSONL evaluation set; errors name the line."""
     items = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalSetError(f"{uri}:{lineno}: not JSON ({exc})") from exc
-        question = row.get(question_field) if isinstance(row, dict) else None
+    try:
+        rows = list(json_objects(text, uri))
+    except ValueError as exc:
+        raise EvalSetError(str(exc)) from None
+    for lineno, row in rows:
+        question = row.get(question_field)
         if not isinstance(question, str) or not question.strip():
             raise EvalSetError(f"{uri}:{lineno}: no {question_field!r} text")
         items.append(

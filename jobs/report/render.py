@@ -228,13 +228,25 @@ def _funnel(summary: Mapping[str, Any]) -> str:
     return head + note + _table(["level", "stage", "in", "out", "removed (reason: count)"], rows)
 
 
+def _section_start(
+    section: Mapping[str, Any], title: str, stage: str, missing: str
+) -> tuple[str, str | None]:
+    """The section's heading, and the whole section instead when it has nothing to show."""
+    head = f"<h2>{title}</h2>"
+    if section["status"] == NOT_RUN:
+        return head, head + _not_run(stage)
+    if section["status"] != "committed":
+        return head, f"{head}<p>{missing}</p>"
+    return head, None
+
+
 def _document_filter(summary: Mapping[str, Any], plots: Mapping[str, str | None]) -> str:
     f = summary.get("document_filter") or {"status": NOT_RUN}
-    head = "<h2>Document filter</h2>"
-    if f["status"] == NOT_RUN:
-        return head + _not_run("documents")
-    if f["status"] != "committed":
-        return head + "<p>The documents stage recorded no fine-grained rounds.</p>"
+    head, empty = _section_start(
+        f, "Document filter", "documents", "The documents stage recorded no fine-grained rounds."
+    )
+    if empty:
+        return empty
     note = (
         f"<p>{_esc(f.get('num_candidates'))} candidates passed the heuristics and dedup; the "
         f"cold-start classifier kept {_esc(f.get('cold_start_kept'))} (round 0). Each round "
@@ -260,11 +272,11 @@ def _document_filter(summary: Mapping[str, Any], plots: Mapping[str, str | None]
 
 def _agreement(summary: Mapping[str, Any]) -> str:
     a = summary.get("agreement") or {"status": NOT_RUN}
-    head = "<h2>Answer agreement</h2>"
-    if a["status"] == NOT_RUN:
-        return head + _not_run("answer checking")
-    if a["status"] != "committed":
-        return head + "<p>The qa stage recorded no agreement figures.</p>"
+    head, empty = _section_start(
+        a, "Answer agreement", "answer checking", "The qa stage recorded no agreement figures."
+    )
+    if empty:
+        return empty
     st = a["settings"]
     note = (
         f"<p>{_esc(st.get('num_samples', '?'))} sampled answer(s) per question, compared with "

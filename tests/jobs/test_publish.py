@@ -61,6 +61,12 @@ def set_verdicts(storage, layout, **success: bool) -> None:
         commit_table(storage, uri, StageStats(), files={"result.json": verdict(ok)})
 
 
+def validate_all(storage, layout) -> None:
+    """Every table's validation committed as passed."""
+    tables = ("documents", "doc_concepts", "questions", "questions_clean", "qa")
+    set_verdicts(storage, layout, **dict.fromkeys(tables, True))
+
+
 def publish(root: str) -> int:
     return main(
         ["--snapshot", SNAP, "--run-id", "manual__7", "--set", f'storage.root_uri="{root}"']
@@ -88,15 +94,7 @@ def test_refuses_when_validations_are_missing_or_failed(env):
 
 def test_refuses_when_qa_is_not_committed(env):
     root, storage, layout = env
-    set_verdicts(
-        storage,
-        layout,
-        documents=True,
-        doc_concepts=True,
-        questions=True,
-        questions_clean=True,
-        qa=True,
-    )
+    validate_all(storage, layout)
     storage.delete(join(layout.table("qa"), "_SUCCESS"))
     with pytest.raises(UncommittedInputError, match="qa"):
         publish(root)
@@ -104,15 +102,7 @@ def test_refuses_when_qa_is_not_committed(env):
 
 def test_publishes_files_with_checksums_manifest_and_card(env, capsys):
     root, storage, layout = env
-    set_verdicts(
-        storage,
-        layout,
-        documents=True,
-        doc_concepts=True,
-        questions=True,
-        questions_clean=True,
-        qa=True,
-    )
+    validate_all(storage, layout)
     assert publish(root) == 0
     out = capsys.readouterr().out
     assert f"dataset: {layout.dataset}" in out
@@ -169,15 +159,7 @@ def test_publishes_files_with_checksums_manifest_and_card(env, capsys):
 
 def test_republish_replaces_the_dataset_with_identical_bytes(env):
     root, storage, layout = env
-    set_verdicts(
-        storage,
-        layout,
-        documents=True,
-        doc_concepts=True,
-        questions=True,
-        questions_clean=True,
-        qa=True,
-    )
+    validate_all(storage, layout)
     publish(root)
     first = storage.read_json(join(layout.dataset, "manifest.json"))["files"]
     storage.write_text(join(layout.dataset, "stale.txt"), "from an old run")
@@ -202,15 +184,7 @@ def test_card_counts_rows_per_level_and_describes_the_graph(env):
         "components": {"count": 3, "largest_size": 388, "largest_share": 0.97},
     }
     commit_table(storage, layout.table("graph"), StageStats(400, 400, extra={"graph": graph}))
-    set_verdicts(
-        storage,
-        layout,
-        documents=True,
-        doc_concepts=True,
-        questions=True,
-        questions_clean=True,
-        qa=True,
-    )
+    validate_all(storage, layout)
     assert publish(root) == 0
     manifest = storage.read_json(join(layout.dataset, "manifest.json"))
     assert manifest["levels"] == {
@@ -251,10 +225,7 @@ def test_card_states_cleaning_and_the_per_level_funnel(env):
         },
     )  # fmt: skip
     commit_table(storage, layout.table("questions_clean"), clean_stats)
-    set_verdicts(
-        storage, layout, documents=True, doc_concepts=True, questions=True,
-        questions_clean=True, qa=True,
-    )  # fmt: skip
+    validate_all(storage, layout)
     assert publish(root) == 0
     manifest = storage.read_json(join(layout.dataset, "manifest.json"))
     assert manifest["cleaning"]["eval_sets"][1]["name"] == "math500"
