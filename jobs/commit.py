@@ -7,6 +7,8 @@ marker, so a reader never sees a prefix that mixes two attempts' files.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,11 @@ SUCCESS = "_SUCCESS"
 MANIFEST = "_manifest.json"
 STATS = "_stats.json"
 _META = {SUCCESS, MANIFEST, STATS, "_tmp"}
+# Test hook (tests/faults only): SYNTHLLM_FAULT="<point>[@<uri suffix>]" makes the process
+# SIGKILL itself at that point of ``StageOutput.commit`` (of the first output whose URI ends
+# with the suffix), to prove a rerun recovers. Unset, each point costs one environment lookup.
+FAULT_ENV = "SYNTHLLM_FAULT"
+FAULT_POINTS = ("before_commit", "after_delete_success", "after_moves", "before_success")
 
 
 class UncommittedInputError(PermanentError, RuntimeError):
@@ -95,6 +102,17 @@ class LevelFunnel:
         }
 
 
+def _fault_point(point: str, uri: str) -> None:
+    """Die by SIGKILL here when ``$SYNTHLLM_FAULT`` names ``point`` (and a suffix of ``uri``)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    name, _, suffix = spec.partition("@")
+    if name == point and uri.rstrip("/").endswith(suffix):
+        log.warning("%s=%s: killing this process at %s of %s", FAULT_ENV, spec, point, uri)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class StageOutput:
     """One atomically committed output prefix."""
 
@@ -113,16 +131,20 @@ class StageOutput:
     def commit(self, manifest: dict[str, Any], stats: StageStats | None) -> None:
         """Replace the committed contents with this attempt's files; ``_SUCCESS`` last."""
         st = self.storage
+        _fault_point("before_commit", self.uri)
         st.delete(join(self.uri, SUCCESS))
+        _fault_point("after_delete_success", self.uri)
         for child in st.list(self.uri):
             if basename(child) != "_tmp":
                 st.delete(child)
         for child in st.list(self.tmp_uri):
             st.move(child, join(self.uri, basename(child)))
+        _fault_point("after_moves", self.uri)
         st.delete(join(self.uri, "_tmp"))
         wall = time.monotonic() - self._started
         st.write_json(join(self.uri, MANIFEST), manifest)
         if stats is not None:
             st.write_json(join(self.uri, STATS), stats.to_dict(wall))
+        _fault_point("before_success", self.uri)
         st.write_text(join(self.uri, SUCCESS), "")
         log.info("committed %s", self.uri)

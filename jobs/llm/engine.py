@@ -1,8 +1,8 @@
 """The generation engine interface: a batch of chat requests in, one response per request out.
 
 Engines are passed into the shard runner, so tests hand in a small deterministic one and
-jobs build the real one with :func:`make_engine`. Heavy libraries (torch, transformers, vllm)
-are imported only by the adapter module that ``make_engine`` picks.
+jobs build the real one with :func:`make_engine`. Heavy libraries (torch, transformers, vllm,
+llama_cpp, httpx) are imported only by the adapter module that ``make_engine`` picks.
 """
 
 from __future__ import annotations
@@ -119,4 +119,26 @@ def make_engine(gen_cfg: GenerationConfig) -> Engine:
         from jobs.llm.vllm_engine import VLLMEngine
 
         return VLLMEngine(model=gen_cfg.model, seed=gen_cfg.seed)
+    if gen_cfg.engine == "openai":
+        from jobs.llm.openai_engine import OpenAIEngine
+
+        return OpenAIEngine(
+            base_url=gen_cfg.openai_base_url or "",
+            model=gen_cfg.model,
+            api_key_env=gen_cfg.openai_api_key_env,
+            concurrency=gen_cfg.openai_concurrency,
+            timeout_s=gen_cfg.openai_timeout_s,
+            max_retries=gen_cfg.openai_max_retries,
+            continue_flags=gen_cfg.openai_continue_flags,
+        )
+    if gen_cfg.engine == "llamacpp":
+        from jobs.llm.llamacpp_engine import LlamaCppEngine
+
+        return LlamaCppEngine(
+            model=gen_cfg.model,
+            n_ctx=gen_cfg.llamacpp_n_ctx,
+            n_threads=gen_cfg.num_threads,
+            seed=gen_cfg.seed,
+            n_seq=gen_cfg.llamacpp_n_seq,
+        )
     raise ValueError(f"generation.engine: unknown engine {gen_cfg.engine!r}")

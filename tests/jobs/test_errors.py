@@ -66,9 +66,19 @@ def test_transient_errors():
 
 
 def test_unexpected_errors_are_neither():
-    _, _, _, denied = _botocore()
-    for exc in (KeyError("x"), ValueError("bad"), FileNotFoundError(2, "gone"), denied):
+    for exc in (KeyError("x"), ValueError("bad"), FileNotFoundError(2, "gone")):
         assert classify(exc) == EXIT_UNEXPECTED == 1, exc
+
+
+def test_s3_permission_and_bucket_errors_are_permanent():
+    from botocore.exceptions import ClientError
+
+    _, _, _, denied = _botocore()
+    missing = ClientError({"Error": {"Code": "NoSuchBucket", "Message": "gone"}}, "PutObject")
+    assert classify(denied) == classify(missing) == EXIT_PERMANENT
+    wrapped = RuntimeError("commit failed")
+    wrapped.__cause__ = denied
+    assert classify(wrapped) == EXIT_PERMANENT
 
 
 def test_spark_failures_are_classified_by_their_java_cause():
