@@ -8,7 +8,7 @@ llama_cpp, httpx) are imported only by the adapter module that ``make_engine`` p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -89,6 +89,33 @@ class Engine(Protocol):
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
         """One response per request, in order; a failing request gets ``error`` set."""
         ...
+
+
+Encoded = list[tuple[int, ChatRequest, list[int]]]
+
+
+def encode_requests(
+    requests: Sequence[ChatRequest], encode: Callable[[ChatRequest], list[int]], max_context: int
+) -> tuple[dict[int, ChatResponse], Encoded]:
+    """Prompt ids per request: ``(failed responses by index, [(index, request, ids)])``.
+
+    A request whose chat template fails, or whose prompt fills the model's context, gets an
+    error response here and is not generated; the others go on.
+    """
+    failed: dict[int, ChatResponse] = {}
+    encoded: Encoded = []
+    for i, req in enumerate(requests):
+        try:
+            ids = encode(req)
+        except Exception as exc:  # a bad template input fails this request only
+            failed[i] = ChatResponse.failed(req.custom_id, f"chat template failed: {exc}")
+            continue
+        if len(ids) >= max_context:
+            msg = f"prompt too long: {len(ids)} tokens, model context is {max_context}"
+            failed[i] = ChatResponse.failed(req.custom_id, msg, prompt_tokens=len(ids))
+            continue
+        encoded.append((i, req, ids))
+    return failed, encoded
 
 
 def batch_seed(requests: Sequence[ChatRequest]) -> int:

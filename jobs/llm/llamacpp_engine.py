@@ -22,7 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.llm.engine import FINISH_LENGTH, FINISH_STOP, ChatRequest, ChatResponse
+from jobs.llm.engine import (
+    FINISH_LENGTH,
+    FINISH_STOP,
+    ChatRequest,
+    ChatResponse,
+    encode_requests,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,19 +149,7 @@ class LlamaCppEngine:
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
         """One response per request, in order; failures become error responses."""
-        results: dict[int, ChatResponse] = {}
-        encoded: list[tuple[int, ChatRequest, list[int]]] = []
-        for i, req in enumerate(requests):
-            try:
-                ids = self.encode(req)
-            except Exception as exc:  # a bad template input fails this request only
-                results[i] = ChatResponse.failed(req.custom_id, f"chat template failed: {exc}")
-                continue
-            if len(ids) >= self.max_context:
-                msg = f"prompt too long: {len(ids)} tokens, model context is {self.max_context}"
-                results[i] = ChatResponse.failed(req.custom_id, msg, prompt_tokens=len(ids))
-                continue
-            encoded.append((i, req, ids))
+        results, encoded = encode_requests(requests, self.encode, self.max_context)
         if self._batched is None:
             results.update((i, self._answer(req, ids)) for i, req, ids in encoded)
         else:

@@ -24,6 +24,7 @@ from jobs.llm.engine import (
     ChatRequest,
     ChatResponse,
     batch_seed,
+    encode_requests,
 )
 
 log = logging.getLogger(__name__)
@@ -191,22 +192,7 @@ class TransformersEngine:
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
         """One response per request, in order; failures become error responses."""
-        results: dict[int, ChatResponse] = {}
-        encoded: list[tuple[int, ChatRequest, list[int]]] = []
-        for i, req in enumerate(requests):
-            try:
-                ids = self.encode(req)
-            except Exception as exc:  # a bad template input fails this request only
-                results[i] = ChatResponse.failed(req.custom_id, f"chat template failed: {exc}")
-                continue
-            if len(ids) >= self.max_context:
-                results[i] = ChatResponse.failed(
-                    req.custom_id,
-                    f"prompt too long: {len(ids)} tokens, model context is {self.max_context}",
-                    prompt_tokens=len(ids),
-                )
-                continue
-            encoded.append((i, req, ids))
+        results, encoded = encode_requests(requests, self.encode, self.max_context)
 
         def key(item: tuple[int, ChatRequest, list[int]]) -> tuple[float, float, int]:
             return (item[1].temperature, item[1].top_p, item[1].max_tokens)

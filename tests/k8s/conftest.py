@@ -8,6 +8,7 @@ schema from ../shared/reference/k8s-crds/ (tests skip, saying why, where it is a
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,17 @@ def k8s_manifests() -> dict[str, list[dict]]:
     k8s = REPO / "k8s"
     files = [*sorted(k8s.glob("*.yaml")), *sorted(k8s.glob("templates/*.yaml"))]
     return {str(p.relative_to(k8s)): load_yaml_docs(p) for p in files}
+
+
+@pytest.fixture(scope="module")
+def k8s_dag():
+    """synthllm_generate parsed as the DAG processor does, with SYNTHLLM_PROFILE=kubernetes."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    os.environ["SYNTHLLM_PROFILE"] = "kubernetes"
+    try:
+        bag = BundleDagBag(dag_folder=REPO / "dags", bundle_path=REPO / "dags")
+    finally:
+        os.environ.pop("SYNTHLLM_PROFILE", None)
+    assert bag.import_errors == {}
+    return bag.dags["synthllm_generate"]

@@ -8,7 +8,6 @@ kubernetes profile.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,19 +17,6 @@ from kubernetes.client import ApiClient
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
-
-
-@pytest.fixture(scope="module")
-def k8s_dag():
-    from airflow.dag_processing.dagbag import BundleDagBag
-
-    os.environ["SYNTHLLM_PROFILE"] = "kubernetes"
-    try:
-        bag = BundleDagBag(dag_folder=DAGS, bundle_path=DAGS)
-    finally:
-        os.environ.pop("SYNTHLLM_PROFILE", None)
-    assert bag.import_errors == {}
-    return bag.dags["synthllm_generate"]
 
 
 @pytest.fixture

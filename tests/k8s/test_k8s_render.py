@@ -8,7 +8,6 @@ submit. Both are validated against the published schemas.
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,20 +31,6 @@ POD_TASKS = {
     "report",
     "publish",
 } | GPU_TASKS
-
-
-@pytest.fixture(scope="module")
-def k8s_dag():
-    """synthllm_generate parsed as the DAG processor does, with SYNTHLLM_PROFILE=kubernetes."""
-    from airflow.dag_processing.dagbag import BundleDagBag
-
-    os.environ["SYNTHLLM_PROFILE"] = "kubernetes"
-    try:
-        bag = BundleDagBag(dag_folder=DAGS, bundle_path=DAGS)
-    finally:
-        os.environ.pop("SYNTHLLM_PROFILE", None)
-    assert bag.import_errors == {}
-    return bag.dags["synthllm_generate"]
 
 
 def context(try_number=1):
