@@ -26,15 +26,17 @@ _TOKEN = re.compile(r"[^\W_]+")
 _MATH_SYMBOL = re.compile(r"[0-9=+\-*/^<>≤≥≠±×÷√∑∫π∞%]|\\[a-zA-Z]+")
 # Whole words (with a plural s), and stems marked by a trailing "-" that take any ending.
 _MATH_TERMS = (
-    "number sum product difference quotient equation function derivative integral limit "
-    "matrix matrices vector probability angle triangle circle area volume perimeter radius "
-    "ratio fraction percent prime factor root solve calculate compute evaluate prove "
-    "simplify graph set sequence series mean median mode variance average theorem proof "
-    "geometry algebra exponent square cube digit odd even multiple remainder modulo slope "
-    "line plane coordinate expected random distribution integer inequalit- divisib- "
-    "polynomial- logarithm- convergen- permutation- combination- statistic- probabilit- "
-    "factori- differentia- integra- minimi- maximi- optimi-"
-).split()
+    "number", "sum", "product", "difference", "quotient", "equation", "function", "derivative",
+    "integral", "limit", "matrix", "matrices", "vector", "probability", "angle", "triangle",
+    "circle", "area", "volume", "perimeter", "radius", "ratio", "fraction", "percent", "prime",
+    "factor", "root", "solve", "calculate", "compute", "evaluate", "prove", "simplify", "graph",
+    "set", "sequence", "series", "mean", "median", "mode", "variance", "average", "theorem",
+    "proof", "geometry", "algebra", "exponent", "square", "cube", "digit", "odd", "even",
+    "multiple", "remainder", "modulo", "slope", "line", "plane", "coordinate", "expected",
+    "random", "distribution", "integer", "inequalit-", "divisib-", "polynomial-", "logarithm-",
+    "convergen-", "permutation-", "combination-", "statistic-", "probabilit-", "factori-",
+    "differentia-", "integra-", "minimi-", "maximi-", "optimi-",
+)  # fmt: skip
 _MATH_WORDS = re.compile(
     r"\b(?:"
     + "|".join(t[:-1] + r"\w*" for t in _MATH_TERMS if t.endswith("-"))

@@ -88,7 +88,7 @@ def _start(root: Path, log_path: Path) -> subprocess.Popen:
     args = [sys.executable, "-m", "jobs.llm.run_shard", "--snapshot", "kill1", "--task", "smoke"]
     args += ["--shard", "0/1", "--set", "generation.max_new_tokens=8"]
     args += ["--set", "generation.batch_size=2", "--set", "generation.device=cpu"]
-    args += ["--set", "generation.num_threads=1"]
+    args += ["--set", "generation.num_threads=1", "--set", "generation.engine=transformers"]
     return subprocess.Popen(
         args, cwd=REPO, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
     )

@@ -157,8 +157,8 @@ def test_rerun_ignores_its_own_publication_and_is_deterministic(spark, cfg):
     )
     # ... but another snapshot sees them as published.
     other = Layout(cfg.storage.root_uri, "2026-02-03")
-    commit_table(storage, other.table("questions"), rows=[dict(r, snapshot="2026-02-03") for r in rows()],
-                 table_schema=schema("questions"))  # fmt: skip
+    moved = [dict(r, snapshot="2026-02-03") for r in rows()]
+    commit_table(storage, other.table("questions"), rows=moved, table_schema=schema("questions"))
     stats3 = clean.run(make_ctx(cfg, "2026-02-03"))
     # KEEP, q30 and q40 (the same key as q03) are published; the index matches exact keys
     # only, so q41, a near duplicate of a published question, is kept.
