@@ -24,6 +24,7 @@ from typing import Any
 
 from jobs.commit import require_committed
 from jobs.config import PipelineConfig
+from jobs.errors import TransientError
 from jobs.layout import Layout
 from jobs.llm.batchfile import (
     ResponseLine,
@@ -50,10 +51,10 @@ __all__ = ["ShardErrorShareExceeded", "ShardFiles", "derive_seed", "run_shard"]
 log = logging.getLogger(__name__)
 
 
-class ShardErrorShareExceeded(RuntimeError):
+class ShardErrorShareExceeded(TransientError, RuntimeError):
     """More of a shard's requests failed than ``generation.max_error_share`` allows.
 
-    Not permanent: the retry regenerates only the failed requests.
+    Transient (exit 75): the retry regenerates only the failed requests.
     """
 
 

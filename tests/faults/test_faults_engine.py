@@ -8,7 +8,7 @@ from faultkit import ERRORED, NO_BOX, QIDS, SNAP, commit_questions, ctx, reply
 
 import jobs.answers.tasks  # noqa: F401  (registers the answers task)
 from jobs.answers import collect, prepare
-from jobs.errors import EXIT_PERMANENT, classify, kind
+from jobs.errors import EXIT_TRANSIENT, classify, kind
 from jobs.layout import Layout
 from jobs.llm.batchfile import ShardSpec
 from jobs.llm.engine import ChatResponse
@@ -54,7 +54,7 @@ def test_shard_full_of_engine_errors_fails_then_retry_completes(make_config, rec
     with pytest.raises(ShardErrorShareExceeded, match="4 of 4 requests failed") as exc:
         run_shard(storage, layout, task, shards[0], broken, cfg)
     code = classify(exc.value)
-    assert code != EXIT_PERMANENT  # retried by the runner
+    assert code == EXIT_TRANSIENT  # retried with backoff; the retry redoes only the failures
     run_shard(storage, layout, task, shards[1], Engine(broken=False), cfg)
     with pytest.raises(IncompleteTaskError, match="shard-00000-of-00002"):
         collect.run(ctx(cfg))
