@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.storage import Storage, basename, join
@@ -130,6 +132,37 @@ def read_table(storage: Storage, uri: str, columns: Sequence[str] | None = None)
         return pd.DataFrame(columns=list(columns or []))
     table = pa.concat_tables(tables, promote_options="permissive")
     return table.to_pandas()
+
+
+def iter_table_batches(
+    storage: Storage, uri: str, batch_rows: int, columns: Sequence[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``batch_rows`` rows of every Parquet file below ``uri``.
+
+    Files come in file-name order, chosen as :func:`read_table` chooses them; an S3 file is
+    streamed to a local temp file first, never read into memory whole.
+
+    A file without rows yields one empty batch, so a reader still sees the table's columns.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(prefix="table-batches-") as tmp:
+        for f in _data_files(storage, uri):
+            local = storage.local_path(f)
+            if local is None:
+                local = Path(tmp) / "part.parquet"
+                storage.download_file(f, local)
+            try:
+                reader = pq.ParquetFile(str(local))
+                if reader.metadata.num_rows == 0:
+                    names = columns or reader.schema_arrow.names
+                    empty = pa.RecordBatch.from_pylist([], schema=reader.schema_arrow)
+                    yield empty.select(list(names))
+                    continue
+                yield from reader.iter_batches(batch_size=batch_rows, columns=columns)
+            except (pa.ArrowInvalid, KeyError) as exc:
+                raise ValueError(f"{f}: cannot read Parquet ({exc})") from exc
 
 
 def write_table(

@@ -37,8 +37,7 @@ from jobs.publish.dataset import (
 from jobs.questions.index import write_index
 from jobs.report.summary import STAGES, graph_summary, level_counts, question_funnel
 from jobs.storage import Storage, join
-from jobs.tables import read_table, schema
-from jobs.validate.chunks import iter_table_batches
+from jobs.tables import iter_table_batches, read_table, schema
 from jobs.validate.results import RESULT_FILE
 from jobs.validate.suites import TABLES
 

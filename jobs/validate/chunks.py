@@ -1,4 +1,4 @@
-"""Read a committed table in bounded batches, and whole-table checks that stream.
+"""Whole-table checks that stream over a table read in bounded batches.
 
 :func:`iter_table_batches` yields Arrow record batches of at most ``batch_rows`` rows from
 the Parquet files of a prefix (an S3 file is first streamed to a local temp file, never read
@@ -12,50 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-
-from jobs.storage import Storage
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
 
 _MAX_EXAMPLES = 10
-
-
-def iter_table_batches(
-    storage: Storage, uri: str, batch_rows: int, columns: Sequence[str] | None = None
-) -> Iterator[pa.RecordBatch]:
-    """Record batches of every Parquet file below ``uri``, in file-name order.
-
-    A file without rows yields one empty batch, so a reader still sees the table's columns.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    # The same file selection as jobs.tables.read_table (skips _tmp and hidden entries).
-    from jobs.tables import _data_files
-
-    with tempfile.TemporaryDirectory(prefix="table-batches-") as tmp:
-        for f in _data_files(storage, uri):
-            local = storage.local_path(f)
-            if local is None:
-                local = Path(tmp) / "part.parquet"
-                storage.download_file(f, local)
-            try:
-                reader = pq.ParquetFile(str(local))
-                if reader.metadata.num_rows == 0:
-                    names = columns or reader.schema_arrow.names
-                    empty = pa.RecordBatch.from_pylist([], schema=reader.schema_arrow)
-                    yield empty.select(list(names))
-                    continue
-                yield from reader.iter_batches(batch_size=batch_rows, columns=columns)
-            except (pa.ArrowInvalid, KeyError) as exc:
-                raise ValueError(f"{f}: cannot read Parquet ({exc})") from exc
 
 
 def _missing(value: Any) -> bool:

@@ -24,8 +24,8 @@ from typing import Any
 from jobs.cli import JobContext, base_parser, run_job
 from jobs.commit import STATS, StageOutput, StageStats, require_committed
 from jobs.storage import Storage, join
+from jobs.tables import iter_table_batches
 from jobs.validate.chunked import validate_chunks
-from jobs.validate.chunks import iter_table_batches
 from jobs.validate.data_docs import landing_page, upload_site
 from jobs.validate.results import RESULT_FILE, ValidationFailedError, failure_message
 from jobs.validate.suites import TABLES, SuiteSpec, load_suite, suite_parameters, suite_path

@@ -246,7 +246,7 @@ def test_published_files_stream_in_bounded_batches(tmp_path, monkeypatch):
     import pandas as pd
 
     from jobs.publish import dataset
-    from jobs.validate.chunks import iter_table_batches
+    from jobs.tables import iter_table_batches
 
     base = good_rows("qa")
     rows = [dict(base[i % len(base)], question_id=f"q{i:06d}") for i in range(20_000)]
