@@ -14,6 +14,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from jobs.config import REPO_ROOT, PipelineConfig
+from jobs.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def has_graphframes_jar(jars_dir: str) -> bool:
     return any("graphframes" in Path(p).name for p in jar_paths(jars_dir))
 
 
-class MissingJarError(RuntimeError):
+class MissingJarError(PermanentError, RuntimeError):
     """A JVM library a job needs is not on the Spark classpath (a set-up error)."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from jobs.errors import PermanentError
 from jobs.layout import Layout
 from jobs.llm.batchfile import ResponseLine, ShardSpec
 from jobs.llm.journal import ShardFiles, read_shard_lines
@@ -16,7 +17,7 @@ from jobs.storage import Storage, basename, join
 _REQUEST_FILE = re.compile(r"^shard-(\d{5})-of-(\d{5})\.jsonl$")
 
 
-class IncompleteTaskError(RuntimeError):
+class IncompleteTaskError(PermanentError, RuntimeError):
     """A collect job asked for a task whose shards are not all finished."""
 
 

@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from jobs.errors import PermanentError
+
 # Bounds of the internal parameters. beta > 0 but capped: past 5 a doubling changes D^beta
 # 32-fold and the law is a step, not a trend. The log-scales get room far beyond any data.
 BETA_MIN, BETA_MAX = 1e-3, 5.0
 LOG_SCALE = 60.0
 
 
-class FitError(ValueError):
+class FitError(PermanentError, ValueError):
     """The points cannot support a fit (too few, non-finite, out of range, not decreasing)."""
 
 

@@ -14,12 +14,13 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
+from jobs.errors import PermanentError
 from jobs.scaling.fit import Point
 
 VALUE_KEYS = ("error", "loss")
 
 
-class PointsError(ValueError):
+class PointsError(PermanentError, ValueError):
     """The points file cannot be read (format, columns, numbers)."""
 
 

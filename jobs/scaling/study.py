@@ -26,6 +26,7 @@ from typing import Any
 
 from jobs.cli import EXIT_CONFIG, JobContext, base_parser, code_version, run_job
 from jobs.commit import SUCCESS, StageOutput, StageStats, UncommittedInputError, require_committed
+from jobs.errors import PermanentError
 from jobs.publish.dataset import MANIFEST_FILE, PARQUET_FILE, encode_parquet
 from jobs.scaling.fit import FitError, Point, ScalingFit, fit_scaling
 from jobs.scaling.layout import METRICS_FILE, StudyLayout, check_study_id
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 JOB = "scaling.study"
 
 
-class StudyError(ValueError):
+class StudyError(PermanentError, ValueError):
     """The study's inputs are inconsistent (a metric missing from an evaluation, ...)."""
 
 

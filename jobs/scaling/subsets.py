@@ -26,11 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jobs.errors import PermanentError
+
 DEFAULT_CHARS_PER_TOKEN = 4.0
 CHARS_PER_TOKEN_RANGE = (2.0, 8.0)
 
 
-class SubsetError(ValueError):
+class SubsetError(PermanentError, ValueError):
     """The dataset cannot be cut into the requested nested subsets."""
 
 

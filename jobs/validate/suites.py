@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import REPO_ROOT, PipelineConfig
+from jobs.errors import PermanentError
 
 TABLES = ("documents", "doc_concepts", "questions", "questions_clean", "qa")
 PARAM_KEY = "$PARAMETER"
 _TYPE_RE = re.compile(r"^expect_[a-z0-9_]+$")
 
 
-class SuiteError(ValueError):
+class SuiteError(PermanentError, ValueError):
     """A suite file is missing or malformed."""
 
 
