@@ -159,7 +159,14 @@ class GenerationConfig(_Section):
     # llamacpp: context window in tokens (prompt + answer); SmolLM2 was trained on 8192.
     llamacpp_n_ctx: int = Field(8192, ge=256)
     # llamacpp: requests decoded together (they share the n_ctx cells); 1 = one at a time.
-    llamacpp_n_seq: int = Field(1, ge=1, le=64)
+    llamacpp_n_seq: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Above 1, greedy answers may differ from the one-at-a-time path at near "
+        "ties (other kernels round differently, depending on the CPU), and no speed-up was "
+        "measured; it stays 1 by default.",
+    )
     # openai: the server's OpenAI-compatible base URL (e.g. http://vllm:8000/v1). The API
     # key comes from the environment variable named here, never from a config file.
     openai_base_url: str | None = None

@@ -11,6 +11,12 @@ cache of the longest common token prefix between calls, so that opening is prefi
 rather than once per request (on a CPU, prompt prefill is most of the work). With
 ``n_seq > 1`` up to that many requests decode together, one token of each per step, in one
 context whose KV cache they share; their common prefix is prefilled once and copied.
+
+The two paths do not give the same greedy answers, and cannot be made to: rows decoded side
+by side run through other kernels over a larger shared cache, so their logits round
+differently, and where two tokens are nearly tied the choice may go the other way (which
+way depends on the CPU the wheel was built for). Each path is deterministic on its own. That,
+and no measured speed-up, is why ``generation.llamacpp_n_seq`` stays 1 by default.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""The static-cache decode loop: same greedy tokens as ``model.generate``, sampling, stops."""
+"""The static-cache decode loop: greedy tokens as ``model.generate``'s, sampling, stops."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from greedy import NEAR_TIE, agreed_prefix, top2_margin
 
 from jobs.llm.engine import ChatRequest, batch_seed
 from jobs.llm.static_decode import ATTENTION, StaticDecoder, choose_tokens
@@ -62,19 +63,39 @@ def cpu_engine():
     return _engine("cpu")
 
 
+def _reference_margins(engine, prompt: list[int], row: list[int]) -> list[float]:
+    """The top-2 logit margin of each token of the reference row, by one teacher-forced pass."""
+    ids = torch.tensor([prompt + row], device=engine.device)
+    with torch.inference_mode():
+        logits = engine.model(ids).logits[0, len(prompt) - 1 : len(prompt) - 1 + len(row)]
+    return [top2_margin(step) for step in logits.float().cpu()]
+
+
 def _assert_same_greedy_tokens(engine, decoder) -> None:
+    """The static loop's greedy tokens agree with ``model.generate`` except at near ties.
+
+    The two loops run other shapes (a static cache, a batch rounded up), so their logits round
+    differently, in a way that depends on the machine; only a near tie may go either way.
+    """
     prompts = [engine.encode(r) for r in REQUESTS]
     assert len({len(p) for p in prompts}) == 3  # really left-padded
     want = engine.generate_ids(REQUESTS[0], prompts, seed=0)
     got = decoder.decode(prompts, BUDGET)
-    assert got == want
+    assert [len(row) for row in got] == [len(row) for row in want]
+    # bf16 logits carry ~3 significant digits: a wider band counts as a tie there.
+    near_tie = NEAR_TIE if engine.model.dtype == torch.float32 else 4 * NEAR_TIE
+    compared = 0
+    for prompt, mine, ref in zip(prompts, got, want, strict=True):
+        margins = _reference_margins(engine, prompt, ref)
+        compared += agreed_prefix(mine, ref, margins, engine.stop_ids, near_tie)
+    assert compared >= len(prompts)  # at least each row's first token: none opens on a tie
     stop = engine.stop_ids[0]
     assert stop in want[0] and want[0][-1] == engine.pad_id  # a row stopped, then padded
     assert all(stop not in row for row in want[1:])  # and others ran to the budget
 
 
 @pytest.mark.slow
-def test_static_loop_greedy_equals_generate_on_cpu(cpu_engine):
+def test_static_loop_greedy_agrees_with_generate_on_cpu(cpu_engine):
     assert cpu_engine.model.config._attn_implementation == ATTENTION
     _assert_same_greedy_tokens(cpu_engine, cpu_engine.decoder)
     # The CUDA shapes on CPU: batch rounded up to 4 with a filler row, cache rounded to 256.
@@ -110,7 +131,7 @@ def test_static_loop_sampling_is_seeded_and_tiny_top_p_is_greedy(cpu_engine):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("compile", [False, True], ids=["graphs", "compile+graphs"])
-def test_static_loop_greedy_equals_generate_on_cuda(compile):
+def test_static_loop_greedy_agrees_with_generate_on_cuda(compile):
     engine = _engine("cuda", compile=compile)
     assert engine.model.dtype == torch.bfloat16
     check_plain_weights(engine.model, torch.bfloat16)
