@@ -3,7 +3,7 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 SNAPSHOT ?= 2026-11-01
 
-.PHONY: setup run scaling test lint bench
+.PHONY: setup run scaling test lint bench cluster-up cluster-down
 
 setup:
 	./scripts/setup.sh
@@ -25,3 +25,11 @@ lint:
 
 bench: setup
 	$(ENV) python benchmarks/ingest_filter.py
+
+# A local single-node Kubernetes 1.34 cluster (scripts/cluster/); state and caches live
+# outside the checkout. `source scripts/cluster/env.sh` then points kubectl at it.
+cluster-up:
+	./scripts/cluster/up.sh
+
+cluster-down:
+	./scripts/cluster/down.sh
