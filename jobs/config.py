@@ -8,7 +8,9 @@ so a typo stops the job at start with a message naming the key.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +27,49 @@ PROFILES = ("local", "kubernetes")
 
 class ConfigError(PermanentError, ValueError):
     """A configuration value is missing or has the wrong type or range."""
+
+
+class UnsetVariableError(ConfigError):
+    """A ``${NAME}`` reference in a config value names an unset (or empty) variable."""
+
+
+# ``${NAME}`` with a shell-style variable name; anything else after ``${`` is a typo.
+_ENV_REF = re.compile(r"\$\{([^}]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def env_references(value: str) -> list[str]:
+    """The variable names ``value`` refers to as ``${NAME}``; malformed references raise.
+
+    Checked when the config is built, so a typo stops every job at start, while the values
+    are only read where they are used (:func:`expand_env`).
+    """
+    names = []
+    for match in _ENV_REF.finditer(value):
+        if not _ENV_NAME.fullmatch(match.group(1)):
+            raise ValueError(f"{match.group(0)!r} is not a ${{NAME}} variable reference")
+        names.append(match.group(1))
+    if "${" in _ENV_REF.sub("", value):
+        raise ValueError(f"{value!r}: unclosed '${{' (write ${{NAME}})")
+    return names
+
+
+def expand_env(value: str, key: str, environ: Mapping[str, str] | None = None) -> str:
+    """``value`` with each ``${NAME}`` replaced from the environment (the edge reads it).
+
+    ``key`` names the setting in the error. An unset or empty variable is an
+    :class:`UnsetVariableError` (permanent): a retry in the same pod would see the same
+    environment, e.g. a pod started before the Service whose variables it expects.
+    """
+    env = os.environ if environ is None else environ
+    env_references(value)
+    missing = [name for name in dict.fromkeys(_ENV_REF.findall(value)) if not env.get(name)]
+    if missing:
+        raise UnsetVariableError(
+            f"{key} = {value!r}: environment variable {', '.join(missing)} is not set "
+            "(in Kubernetes, a Service's variables reach only pods started after it)"
+        )
+    return _ENV_REF.sub(lambda m: env[m.group(1)], value)
 
 
 class _Section(BaseModel):
@@ -167,8 +212,14 @@ class GenerationConfig(_Section):
         "ties (other kernels round differently, depending on the CPU), and no speed-up was "
         "measured; it stays 1 by default.",
     )
-    # openai: the server's OpenAI-compatible base URL (e.g. http://vllm:8000/v1). The API
-    # key comes from the environment variable named here, never from a config file.
+    # Engines that schedule a whole list themselves (vllm) get at most this many requests
+    # per call, and each call is one part file: a preempted GPU pod loses at most one chunk.
+    # Big enough to keep continuous batching full; seeds do not depend on it.
+    chunk_size: int = Field(1024, ge=1)
+    # openai: the server's OpenAI-compatible base URL (e.g. http://vllm:8000/v1). ${NAME}
+    # parts are read from the environment where the engine is built (in Kubernetes, a
+    # Service's SYNTHLLM_LLM_SERVICE_HOST/_PORT). The API key comes from the environment
+    # variable named here, never from a config file.
     openai_base_url: str | None = None
     openai_api_key_env: str = "OPENAI_API_KEY"
     openai_concurrency: int = Field(8, ge=1)  # requests in flight
@@ -181,6 +232,11 @@ class GenerationConfig(_Section):
     def _engine_settings(self) -> GenerationConfig:
         if self.engine == "openai" and not self.openai_base_url:
             raise ValueError("engine 'openai' needs openai_base_url")
+        if self.openai_base_url:
+            try:
+                env_references(self.openai_base_url)
+            except ValueError as exc:
+                raise ValueError(f"openai_base_url: {exc}") from None
         return self
 
 
@@ -296,6 +352,10 @@ class AnswersConfig(_Section):
     sample_temperature: float = Field(0.8, gt=0)
     # Time limit of one math_verify comparison; an overrun counts as "not equivalent".
     verify_timeout_s: float = Field(5.0, gt=0)
+    # The engine that answers; None: the generation one. Answering is the longest LLM task
+    # and the one a stronger (e.g. served) model pays off most in; see
+    # jobs.llm.tasks.generation_for, which every user of a task's engine settings asks.
+    engine: GenerationConfig | None = None
 
 
 class ValidationConfig(_Section):

@@ -5,6 +5,7 @@
 ``llm/answers/requests``, ordered by question_id, then sample index, so that reruns write
 byte-identical shards.
 
+Sampling settings are the answering engine's (``answers.engine``, else ``generation``).
 With k = 1 the request of question Q is ``ans-Q`` at ``generation.temperature``. With k > 1
 the requests are ``ans-Q-s0`` … ``ans-Q-s{k-1}`` at ``answers.sample_temperature``; each has
 its own seed (the seed hashes the custom_id), so the samples differ.
@@ -23,6 +24,7 @@ from jobs.commit import StageStats, require_committed
 from jobs.config import AnswersConfig, GenerationConfig
 from jobs.llm.engine import ChatRequest
 from jobs.llm.shards import commit_requests, make_request, prepare_parser
+from jobs.llm.tasks import generation_for
 from jobs.storage import Storage
 from jobs.tables import read_table
 
@@ -74,7 +76,8 @@ def run(ctx: JobContext) -> StageStats:
     questions_uri = ctx.layout.table("questions_clean")
     require_committed(storage, questions_uri)
     questions = read_table(storage, questions_uri, columns=["question_id", "question"])
-    requests = build_requests(questions, ctx.cfg.generation, ctx.cfg.answers)
+    # answers.engine's sampling settings when it is set: the shard key fingerprints those.
+    requests = build_requests(questions, generation_for(ctx.cfg, TASK), ctx.cfg.answers)
     # Rows are questions; the k requests of each are recorded beside them.
     stats = StageStats(
         rows_in=len(questions),

@@ -98,8 +98,9 @@ def run(ctx: JobContext, engine_factory=None) -> StageStats:
         log.info("filter.positive_topics is empty: the classifier reads %s", cfg.positives_uri)
         return StageStats()
     from jobs.llm.engine import make_engine
+    from jobs.llm.tasks import generation_for
 
-    gen = ctx.cfg.refine.engine or ctx.cfg.generation
+    gen = generation_for(ctx.cfg, "refine")
     storage = Storage(ctx.cfg.storage)
     engine = (engine_factory or (lambda: make_engine(gen)))()
     docs, bad = write_documents(engine, cfg.positive_topics, gen, cfg, ctx.snapshot)

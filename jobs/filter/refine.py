@@ -178,9 +178,10 @@ def run(ctx: JobContext, engine_factory=None) -> StageStats:
     import pyarrow as pa
 
     from jobs.llm.engine import make_engine
+    from jobs.llm.tasks import generation_for
 
     cfg, storage, layout = ctx.cfg.refine, Storage(ctx.cfg.storage), ctx.layout
-    gen = cfg.engine or ctx.cfg.generation
+    gen = generation_for(ctx.cfg, "refine")
     source = layout.table(CANDIDATES)
     require_committed(storage, source)
     outputs = [StageOutput(storage, layout.table("documents"), ctx.attempt)]  # wall time

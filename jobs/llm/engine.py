@@ -147,10 +147,13 @@ def make_engine(gen_cfg: GenerationConfig) -> Engine:
 
         return VLLMEngine(model=gen_cfg.model, seed=gen_cfg.seed)
     if gen_cfg.engine == "openai":
+        from jobs.config import expand_env
         from jobs.llm.openai_engine import OpenAIEngine
 
+        # ${NAME} parts (a Service's injected host and port) are read here, at the edge.
+        base_url = expand_env(gen_cfg.openai_base_url or "", "openai_base_url")
         return OpenAIEngine(
-            base_url=gen_cfg.openai_base_url or "",
+            base_url=base_url,
             model=gen_cfg.model,
             api_key_env=gen_cfg.openai_api_key_env,
             concurrency=gen_cfg.openai_concurrency,

@@ -32,13 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(ctx: JobContext) -> StageStats:
-    """Run the shard with the configured engine; the model loads only if work is left."""
+    """Run the shard with the task's engine; the model loads only if work is left.
+
+    The engine is built from :func:`jobs.llm.tasks.generation_for`, the same settings the
+    runner fingerprints the shard with.
+    """
     from jobs.llm.engine import make_engine
     from jobs.llm.runner import ShardFiles, run_shard
-    from jobs.llm.tasks import get_task
+    from jobs.llm.tasks import generation_for, get_task
     from jobs.storage import Storage
 
     task = get_task(ctx.args.task)
+    gen = generation_for(ctx.cfg, task.name)
     shard: ShardSpec = ctx.args.shard
     storage = Storage(ctx.cfg.storage)
     files = ShardFiles.of(ctx.layout, task.name, shard)
@@ -48,7 +53,7 @@ def run(ctx: JobContext) -> StageStats:
         ctx.layout,
         task,
         shard,
-        lambda: make_engine(ctx.cfg.generation),
+        lambda: make_engine(gen),
         ctx.cfg,
         manifest,
     )

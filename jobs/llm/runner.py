@@ -5,10 +5,13 @@ successful response already stored under the shard key (requests + model fingerp
 generates the rest: requests never answered and requests that failed. Each batch is written
 as one part file of this run's attempt, so a killed shard loses at most the batch in flight.
 Batches are ``generation.batch_size`` requests, except for engines that declare
-``batches_internally = True`` (vLLM schedules any number itself): they get every pending
-request of the shard in one call (plus one call for the repairs).
+``batches_internally = True`` (vLLM schedules any number itself): they get the pending
+requests of the shard in chunks of at most ``generation.chunk_size`` (plus one call per chunk
+for its repairs), one part file each, so a preempted GPU pod loses at most one chunk.
 The shard is marked done only when at most ``generation.max_error_share`` of its requests
 failed; otherwise the run fails and its retry regenerates exactly the failed requests.
+"generation" here is the task's engine settings (:func:`jobs.llm.tasks.generation_for`,
+e.g. ``answers.engine``): the engine, the fingerprint and every knob above come from it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.commit import require_committed
-from jobs.config import PipelineConfig
+from jobs.config import GenerationConfig, PipelineConfig
 from jobs.errors import TransientError
 from jobs.layout import Layout
 from jobs.llm.batchfile import (
@@ -43,7 +46,7 @@ from jobs.llm.journal import (
     part_uri,
     shard_key,
 )
-from jobs.llm.tasks import LLMTask
+from jobs.llm.tasks import LLMTask, generation_for, generation_key
 from jobs.storage import Storage, basename, join
 
 __all__ = ["ShardErrorShareExceeded", "ShardFiles", "derive_seed", "run_shard"]
@@ -134,6 +137,7 @@ class _ShardRun:
     task: LLMTask
     shard: ShardSpec
     cfg: PipelineConfig
+    gen: GenerationConfig  # the task's engine settings (generation_for)
     key: str
     requests_sha256: str
     fingerprint: dict[str, Any]
@@ -163,9 +167,11 @@ def run_shard(
     # Prepare jobs commit the request folder atomically; half-written shards are not trusted.
     require_committed(storage, join(layout.llm_task(task.name), "requests"))
     requests_sha256 = _requests_sha256(storage, files.requests)
-    fingerprint = model_fingerprint(cfg.generation)
+    # The settings the job builds the engine from (jobs.llm.run_shard), so the key names it.
+    gen = generation_for(cfg, task.name)
+    fingerprint = model_fingerprint(gen)
     key = shard_key(requests_sha256, fingerprint["sha256"])
-    run = _ShardRun(storage, files, task, shard, cfg, key, requests_sha256, fingerprint)
+    run = _ShardRun(storage, files, task, shard, cfg, gen, key, requests_sha256, fingerprint)
     if storage.exists(files.done):
         marker = storage.read_json(files.done)
         if marker.get("shard_key") == key:
@@ -177,7 +183,6 @@ def run_shard(
         )
         storage.delete(files.done)
         storage.delete(files.stats)
-    gen = cfg.generation
     defaults = {
         "temperature": gen.temperature,
         "top_p": gen.top_p,
@@ -200,14 +205,15 @@ def run_shard(
 
 
 def _plan(run: _ShardRun, engine: Engine, requests: list[ChatRequest], todo: set[str]):
-    """The engine calls of this attempt: one per batch, or one for all if the engine batches.
+    """The engine calls of this attempt: one per batch, or per chunk if the engine batches.
 
     Batches are planned over the whole shard, so batch b always gets the same seed whether
-    or not its batch-mates were answered before.
+    or not its batch-mates were answered before, and however the pending requests are
+    chunked for an engine that batches internally.
     """
-    size, batches = run.cfg.generation.batch_size, []
+    size, batches = run.gen.batch_size, []
     for b, start in enumerate(range(0, len(requests), size)):
-        seed = derive_seed(run.cfg.generation.seed, run.shard.index, b)
+        seed = derive_seed(run.gen.seed, run.shard.index, b)
         batch = [
             r if r.seed is not None else dataclasses.replace(r, seed=seed)
             for r in requests[start : start + size]
@@ -216,7 +222,9 @@ def _plan(run: _ShardRun, engine: Engine, requests: list[ChatRequest], todo: set
         if batch:
             batches.append(batch)
     if getattr(engine, "batches_internally", False):
-        return [[r for batch in batches for r in batch]]
+        pending = [r for batch in batches for r in batch]
+        chunk = run.gen.chunk_size
+        return [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
     return batches
 
 
@@ -268,11 +276,12 @@ def _finish(
     raw = [merged[r.custom_id] for r in requests]
     lines = [ResponseLine.from_json(obj) for obj in raw]
     ok = [x for x in lines if not x.error]
-    errors, limit = len(lines) - len(ok), run.cfg.generation.max_error_share
+    errors, limit = len(lines) - len(ok), run.gen.max_error_share
     if errors > limit * len(lines):
         raise ShardErrorShareExceeded(
             f"{task.name} {run.shard.stem}: {errors} of {len(lines)} requests failed "
-            f"({errors / len(lines):.1%}), over generation.max_error_share={limit}; the shard "
+            f"({errors / len(lines):.1%}), over "
+            f"{generation_key(run.cfg, task.name)}.max_error_share={limit}; the shard "
             f"is not marked done, and a retry regenerates only the {errors} failed requests"
         )
     stats = {

@@ -23,6 +23,7 @@ from jobs.llm.batchfile import ResponseLine, read_requests, write_request_shards
 from jobs.llm.engine import ChatRequest
 from jobs.llm.journal import ShardFiles, read_shard_lines
 from jobs.llm.results import require_task_done
+from jobs.llm.tasks import generation_for
 from jobs.storage import Storage, basename, join
 from jobs.tables import schema, write_table
 
@@ -120,12 +121,14 @@ def commit_requests(
     """Commit one prepare job's requests for ``task`` with its manifest (a prepare job's end).
 
     The shard count is ``--num-shards`` when the caller gave one, else
-    ``generation.num_shards``. Returns the request-set fingerprint.
+    ``generation.num_shards`` (the DAG maps that many shards of every task, whatever engine
+    answers them). The model recorded is the task's (``generation_for``). Returns the
+    request-set fingerprint.
     """
     stats.check_balance()
-    gen = ctx.cfg.generation
+    model = generation_for(ctx.cfg, task).model
     manifest = ctx.manifest(job, inputs, task=task, prompt_version=prompt_version)
-    num_shards = getattr(ctx.args, "num_shards", None) or gen.num_shards
+    num_shards = getattr(ctx.args, "num_shards", None) or ctx.cfg.generation.num_shards
     storage = Storage(ctx.cfg.storage)
     return publish_requests(
         storage,
@@ -133,7 +136,7 @@ def commit_requests(
         ctx.attempt,
         requests,
         num_shards,
-        gen.model,
+        model,
         manifest,
         stats,
     )

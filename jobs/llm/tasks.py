@@ -2,7 +2,8 @@
 
 A stage that owns a task (concepts, questions, answers) registers an :class:`LLMTask` in its own
 ``tasks`` module; :func:`get_task` imports that module by task name on first use, so the
-runner never imports stage code it does not need.
+runner never imports stage code it does not need. :func:`generation_for` says which engine
+settings a task runs with.
 """
 
 from __future__ import annotations
@@ -11,8 +12,17 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobs.config import GenerationConfig, PipelineConfig
 
 log = logging.getLogger(__name__)
+
+# Tasks whose config section may name an engine of their own (``<section>.engine``); every
+# other task uses ``generation``. "refine" is the in-process rater (jobs.filter.refine and
+# jobs.filter.positives), not a sharded task, but its engine is chosen the same way.
+ENGINE_SECTIONS: dict[str, str] = {"answers": "answers", "refine": "refine"}
 
 # Which module registers which task; imported lazily by get_task.
 TASK_MODULES: dict[str, str] = {
@@ -24,6 +34,24 @@ TASK_MODULES: dict[str, str] = {
 }
 
 _REGISTRY: dict[str, LLMTask] = {}
+
+
+def generation_for(cfg: PipelineConfig, task: str) -> GenerationConfig:
+    """The engine settings ``task`` runs with: its section's ``engine``, else ``generation``.
+
+    The one place that decides it: the engine a shard builds, its model fingerprint (the
+    shard key), the sampling defaults and the model recorded with its requests all come
+    from this one GenerationConfig, so they cannot disagree.
+    """
+    section = ENGINE_SECTIONS.get(task)
+    own = getattr(getattr(cfg, section), "engine", None) if section else None
+    return own or cfg.generation
+
+
+def generation_key(cfg: PipelineConfig, task: str) -> str:
+    """Where :func:`generation_for`'s settings live in the config, for messages."""
+    own = generation_for(cfg, task) is not cfg.generation
+    return f"{ENGINE_SECTIONS[task]}.engine" if own else "generation"
 
 
 @dataclass(frozen=True)
