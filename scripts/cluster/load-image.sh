@@ -36,25 +36,38 @@ podman_name() {
 
 containerd_has() { ctr_k8s images ls -q | grep -xF "$1" >/dev/null; }
 
-load_image() {
-  local name id stamp start=$SECONDS
-  name=$(podman_name "$1")
-  id=$(podman image inspect --format '{{.Id}}' "$name")
-  stamp="$STAMP_DIR/$(tr '/:' '__' <<<"$name").id"
-  if [[ $(cat "$stamp" 2>/dev/null) == "$id" ]] && containerd_has "$name"; then
-    log "already in containerd: $name (podman id ${id:0:12})"
-    printf '%s\n' "$name" >&3
-    return 0
+# Every image still to import goes into ONE archive: images built FROM another (the Spark
+# image FROM the Python one) share its layers, which a multi-image archive holds once.
+load_images() {
+  local ref name id stamp start=$SECONDS names=() ids=() todo=()
+  for ref in "$@"; do
+    name=$(podman_name "$ref")
+    id=$(podman image inspect --format '{{.Id}}' "$name")
+    stamp="$STAMP_DIR/$(tr '/:' '__' <<<"$name").id"
+    if [[ $(cat "$stamp" 2>/dev/null) == "$id" ]] && containerd_has "$name"; then
+      log "already in containerd: $name (podman id ${id:0:12})"
+    else
+      todo+=("$name")
+      ids+=("$id")
+    fi
+    names+=("$name")
+  done
+  if ((${#todo[@]})); then
+    log "podman save --multi-image-archive ${todo[*]} | ctr -n k8s.io images import"
+    podman save --multi-image-archive --format docker-archive "${todo[@]}" |
+      ctr_k8s images import --snapshotter overlayfs - >/dev/null
+    mkdir -p "$STAMP_DIR"
+    local i
+    for i in "${!todo[@]}"; do
+      containerd_has "${todo[i]}" || die "containerd does not list ${todo[i]} after the import"
+      printf '%s\n' "${ids[i]}" >"$STAMP_DIR/$(tr '/:' '__' <<<"${todo[i]}").id"
+    done
+    log "imported ${todo[*]} into containerd in $((SECONDS - start))s"
   fi
-  log "podman save --format docker-archive $name | ctr -n k8s.io images import"
-  podman save --format docker-archive "$name" | ctr_k8s images import --snapshotter overlayfs - >/dev/null
-  containerd_has "$name" || die "containerd does not list $name after the import"
-  mkdir -p "$STAMP_DIR"
-  printf '%s\n' "$id" >"$stamp"
-  log "imported $name into containerd in $((SECONDS - start))s; pods use image: $name"
-  printf '%s\n' "$name" >&3
+  for name in "${names[@]}"; do
+    log "pods use image: $name"
+    printf '%s\n' "$name" >&3
+  done
 }
 
-for image in "$@"; do
-  load_image "$image"
-done
+load_images "$@"
