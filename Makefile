@@ -3,7 +3,7 @@ SHELL := /bin/bash
 ENV := source scripts/env.sh &&
 SNAPSHOT ?= 2026-11-01
 
-.PHONY: setup run scaling test lint bench cluster-up cluster-down
+.PHONY: setup run scaling test lint bench cluster-up cluster-down images test-cluster e2e
 
 setup:
 	./scripts/setup.sh
@@ -33,3 +33,15 @@ cluster-up:
 
 cluster-down:
 	./scripts/cluster/down.sh
+
+# This checkout's images (scripts/build_images.sh), loaded into the local cluster's node.
+images: setup
+	$(ENV) ./scripts/build_images.sh --load --allow-dirty
+
+# The tests that need real pods: cluster, images, S3 API and k8s/ brought up first.
+test-cluster: setup
+	$(ENV) ./scripts/k8s/test-cluster.sh
+
+# The whole DAG on the local cluster, every task a pod, then the tiny_cpu scaling study.
+e2e: setup
+	$(ENV) ./scripts/k8s/e2e.sh

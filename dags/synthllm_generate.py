@@ -15,12 +15,10 @@ from synthllm_tasks import (
     DEFAULT_ARGS,
     SYNTHLLM_DATASET,
     JobSpec,
-    Resources,
-    active_profile,
     job_task,
     shard_argv,
 )
-from synthllm_tasks.settings import config_value
+from synthllm_tasks.sizing import active_sizes
 
 DOC_MD = """
 # synthllm_generate
@@ -53,11 +51,18 @@ validate_qa → report → publish.
 **Params**
 - `snapshot`: snapshot name; empty means the run's logical date (`{{ ds }}`).
 - `num_shards`: number of LLM shards (mapped task instances) per generation task. Empty
-  (the default): the config's `generation.num_shards` (the profile, e.g. 16 in
+  (the default): the config's `generation.num_shards` (the profile, e.g. 256 in
   `configs/kubernetes.toml`, plus the overlay); when set, the param wins over the config.
-  `shard_count` resolves it once per run, and the prepare jobs and the shard mapping both
-  take that value (`--num-shards` from its XCom), so they cannot disagree.
-- `config`: path of an extra TOML config overlay (empty: the profile's config only).
+  `shard_count` (the job `jobs.plan`, in a pod like every job) resolves it once per run,
+  and the prepare jobs and the shard mapping both take that value (`--num-shards` from its
+  XCom), so they cannot disagree.
+- `config`: path of an extra TOML config overlay (empty: the profile's config only), as
+  the jobs see it (in a pod: relative to the image's /opt/synthllm, e.g.
+  `configs/cluster-local.toml`).
+
+**Kubernetes**: GPU tasks run in the Airflow pool `synthllm_gpu`, sized to the GPUs the
+cluster lends; LLM-stage timeouts and this run's `dagrun_timeout` follow from the sizes in
+`synthllm_tasks/sizing.py` (`SYNTHLLM_K8S_SIZES`).
 
 **Backfill** (one run per day, each names its snapshot by its logical date):
 `airflow backfill create --dag-id synthllm_generate --from-date 2026-11-01 --to-date 2026-11-02`
@@ -65,26 +70,47 @@ validate_qa → report → publish.
 per snapshot, so a rerun overwrites only its own snapshot.
 """
 
-# Sizes for the kubernetes profile (the local profile runs everything on the worker).
-# Ingest, filter, the concept graph and its walks run on Spark; the LLM-side stages handle
-# per-document rows with pyarrow/pandas in one pod (jobs/tables.py).
-SPARK = Resources(cpu=4, memory="16Gi", executors=4)
-GPU = Resources(cpu=8, memory="64Gi", gpu=1)
-TABLE = Resources(cpu=2, memory="8Gi")
-CPU = Resources(cpu=1, memory="4Gi")
-LLM_TIMEOUT = timedelta(hours=8)
+# Sizes for the kubernetes profile, per kind of cluster (synthllm_tasks/sizing.py; the local
+# profile runs everything on the worker). Ingest, filter, the concept graph, its walks and
+# question cleaning run on Spark; the LLM-side stages handle per-document rows with
+# pyarrow/pandas in one pod (jobs/tables.py).
+SIZES = active_sizes()
+SPARK, GPU, TABLE, CPU = SIZES.spark, SIZES.gpu, SIZES.table, SIZES.cpu
+# Mapped LLM instances per stage: the shard count, three question levels of it.
+LLM_STAGES = {
+    "concepts": SIZES.run.num_shards,
+    "questions": 3 * SIZES.run.num_shards,
+    "answers": SIZES.run.num_shards,
+}
+# refine and write_positives are one task each, rating (or writing) a bounded sample.
+SINGLE_LLM_TIMEOUT = SIZES.llm_timeout("refine")
 
 # The run's shard count, resolved once by the shard_count task (param, else config).
 NUM_SHARDS = "{{ ti.xcom_pull(task_ids='shard_count') }}"
 
+# The jobs' own config loader resolves the count, in a pod like every job (jobs/plan.py).
+SHARD_COUNT = JobSpec(
+    "shard_count",
+    "jobs.plan",
+    ("--num-shards", "{{ params.num_shards or '' }}"),
+    kind="python",
+    resources=CPU,
+    # A config load: it must not hold a worker slot for long.
+    timeout=timedelta(minutes=10),
+    returns_value=True,
+)
 INGEST = JobSpec("ingest", "jobs.ingest.ingest", kind="spark", resources=SPARK)
 FILTER = JobSpec("filter", "jobs.filter.filter", kind="spark", resources=SPARK)
 # Both run an LLM where the model lives; the Spark pods have no GPU.
 WRITE_POSITIVES = JobSpec(
-    "write_positives", "jobs.filter.positives", kind="python_gpu", resources=GPU
+    "write_positives",
+    "jobs.filter.positives",
+    kind="python_gpu",
+    resources=GPU,
+    timeout=SINGLE_LLM_TIMEOUT,
 )
 REFINE = JobSpec(
-    "refine", "jobs.filter.refine", kind="python_gpu", resources=GPU, timeout=LLM_TIMEOUT
+    "refine", "jobs.filter.refine", kind="python_gpu", resources=GPU, timeout=SINGLE_LLM_TIMEOUT
 )
 CONCEPTS_PREPARE = JobSpec(
     "concepts_prepare",
@@ -99,7 +125,7 @@ CONCEPTS_GENERATE = JobSpec(
     ("--task", "concepts"),
     kind="python_gpu",
     resources=GPU,
-    timeout=LLM_TIMEOUT,
+    timeout=SIZES.llm_timeout("concepts"),
 )
 CONCEPTS_COLLECT = JobSpec(
     "concepts_collect", "jobs.concepts.collect", kind="python", resources=TABLE
@@ -121,7 +147,7 @@ QUESTIONS_GENERATE = JobSpec(
     "jobs.llm.run_shard",
     kind="python_gpu",
     resources=GPU,
-    timeout=LLM_TIMEOUT,
+    timeout=SIZES.llm_timeout("questions"),
 )
 QUESTIONS_COLLECT = JobSpec(
     "questions_collect", "jobs.questions.collect", kind="python", resources=TABLE
@@ -140,7 +166,7 @@ ANSWERS_GENERATE = JobSpec(
     ("--task", "answers"),
     kind="python_gpu",
     resources=GPU,
-    timeout=LLM_TIMEOUT,
+    timeout=SIZES.llm_timeout("answers"),
 )
 ANSWERS_COLLECT = JobSpec("answers_collect", "jobs.answers.collect", kind="python", resources=TABLE)
 REPORT = JobSpec("report", "jobs.report.report", kind="python", resources=CPU)
@@ -158,17 +184,8 @@ def validate(table: str) -> JobSpec:
     )
 
 
-# Runs one small subprocess (the config loader); it must not hold a worker slot for long.
+# Both list shard ids from the resolved count: instant, so a short timeout.
 @task(execution_timeout=timedelta(minutes=5))
-def shard_count(num_shards: str, config: str, profile: str) -> int:
-    """The run's LLM shard count: the ``num_shards`` param when set, else the config's
-    ``generation.num_shards`` for the profile and overlay (read by the jobs' own loader)."""
-    if num_shards.strip():
-        return int(num_shards)
-    return int(config_value("generation.num_shards", profile, config))
-
-
-@task
 def shards(num_shards: str) -> list[str]:
     """Shard ids ``["0/N", ..., "N-1/N"]``; one mapped LLM task instance per id."""
     count = int(num_shards)
@@ -180,7 +197,7 @@ def shards(num_shards: str) -> list[str]:
 QUESTION_TASKS = ["questions_l1", "questions_l2", "questions_l3"]
 
 
-@task
+@task(execution_timeout=timedelta(minutes=5))
 def level_shards(num_shards: str) -> list[list[str]]:
     """Argv tails ``["--task", "questions_lK", "--shard", "i/N"]``: every level's shards."""
     count = int(num_shards)
@@ -200,7 +217,8 @@ with DAG(
     catchup=False,
     # One snapshot at a time: runs share the GPU pool (or the one local machine).
     max_active_runs=1,
-    dagrun_timeout=timedelta(hours=24),
+    # The stages in sequence, each LLM stage in as many waves as the GPU pool allows.
+    dagrun_timeout=SIZES.dagrun_timeout(LLM_STAGES) + 2 * SINGLE_LLM_TIMEOUT,
     default_args=DEFAULT_ARGS,
     params={
         "snapshot": Param(
@@ -224,14 +242,10 @@ with DAG(
     tags=["synthllm", "generation", "spark", "llm"],
 ) as dag:
     # The profile is fixed when the file is parsed, like the operators the factory builds.
-    count = shard_count(
-        num_shards="{{ params.num_shards or '' }}",
-        config="{{ params.config }}",
-        profile=active_profile(),
-    )
-    shard_ids = shards(count)
+    count = job_task(SHARD_COUNT)
+    shard_ids = shards(count.output)
     shard_tails = shard_ids.map(shard_argv)
-    question_tails = level_shards(count)
+    question_tails = level_shards(count.output)
 
     ingest = job_task(INGEST)
     write_positives = job_task(WRITE_POSITIVES)

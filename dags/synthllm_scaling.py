@@ -16,7 +16,8 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
-from synthllm_tasks import DEFAULT_ARGS, SYNTHLLM_DATASET, JobSpec, Resources, job_task
+from synthllm_tasks import DEFAULT_ARGS, SYNTHLLM_DATASET, JobSpec, job_task
+from synthllm_tasks.sizing import active_sizes
 
 DOC_MD = """
 # synthllm_scaling
@@ -61,9 +62,9 @@ snapshot, trigger by hand: `airflow dags trigger synthllm_scaling --conf
 study id and overwrites its outputs atomically; a new run gets a new study.
 """
 
-# Sizes for the kubernetes profile (the local profile runs everything on the worker).
-GPU = Resources(cpu=8, memory="64Gi", gpu=1)
-TABLE = Resources(cpu=2, memory="8Gi")
+# Sizes for the kubernetes profile, per kind of cluster (synthllm_tasks/sizing.py; the local
+# profile runs everything on the worker).
+GPU, TABLE = active_sizes().gpu, active_sizes().table
 # Fine-tuning on the largest subset dominates a study; evaluation generates one answer each.
 TRAIN_TIMEOUT = timedelta(hours=24)
 EVAL_TIMEOUT = timedelta(hours=6)

@@ -2,9 +2,10 @@
 
 python -m jobs.show_config --profile kubernetes [--config overlay.toml] generation.num_shards
 
-The DAGs ask this for values they need at run time (the shard count to map over), so they
-never import ``jobs`` and never disagree with the jobs about the config. Exit code 2: the
-config or the key is invalid (as for every job, see jobs/cli.py).
+For operators and scripts: what a job would see for a profile and overlay (e.g. the shard
+count, or a deployment script sizing something from the config). The DAGs never run it: the
+run's values they map over come from the job ``jobs.plan`` in a pod. Exit code 2: the config
+or the key is invalid (as for every job, see jobs/cli.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,15 @@
 """The one SparkSession builder: jars, s3a settings, checkpoint dir, local IP.
 
 This is the only module that imports pyspark at module level; jobs import it lazily.
+
+Where Spark runs is the caller's business. ``spark.master`` names a local master
+(``local[*]``), or is empty: then the runtime set it, and the driver's address, the executor
+pods and their image with it. That is the task's pod (the client-mode driver on Spark's own
+Kubernetes scheduler, configured through ``PYSPARK_SUBMIT_ARGS`` by the DAG's pod,
+``dags/synthllm_tasks/kubernetes.py``) or spark-operator's spark-submit. Only a local master
+gets this machine's loopback address as the driver host and the jars through ``spark.jars``;
+elsewhere the jars go on the driver's and executors' class path, since ``spark.jars`` makes
+every executor copy them into its working directory, which is read-only in a pod.
 """
 
 from __future__ import annotations
@@ -44,16 +53,35 @@ def require_graphframes(spark: SparkSession) -> None:
     if not isinstance(api, JavaClass):
         raise MissingJarError(
             "GraphFrames is not on the Spark classpath (org.graphframes.GraphFramePythonAPI "
-            f"not found; spark.jars={spark.conf.get('spark.jars', '')!r}). Run `make setup`: it "
-            "puts graphframes-spark4_2.13-0.11.0.jar into jars/lib."
+            f"not found; spark.jars={spark.conf.get('spark.jars', '')!r}, "
+            f"extraClassPath={spark.conf.get('spark.driver.extraClassPath', '')!r}). Run "
+            "`make setup`: it puts graphframes-spark4_2.13-0.11.0.jar into jars/lib (the Spark "
+            "image bakes that folder)."
         )
+
+
+def is_local_master(master: str) -> bool:
+    """True for ``local``, ``local[N]`` and ``local[*]``: the driver and its tasks in-process."""
+    return master == "local" or master.startswith("local[")
+
+
+def placement_settings(master: str, jars: list[str]) -> dict[str, str]:
+    """The settings that depend on where the driver runs (see the module docstring)."""
+    if is_local_master(master):
+        return {"spark.driver.host": os.environ["SPARK_LOCAL_IP"], "spark.jars": ",".join(jars)}
+    if not jars:
+        return {}
+    classpath = str(Path(jars[0]).parent / "*")
+    return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
 
 
 def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
     """Create (or reuse) the process's SparkSession for ``cfg``."""
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    master = cfg.spark.master
+    if is_local_master(master):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Python workers need this interpreter's packages (pyarrow, torch); setdefault keeps
-    # whatever spark-submit already set.
+    # whatever spark-submit or the image already set.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     jars = jar_paths(cfg.spark.jars_dir)
     # One fixed local folder when none is configured, so repeated sessions do not pile up.
@@ -65,16 +93,15 @@ def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
         .config("spark.driver.memory", cfg.spark.driver_memory)
         .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
         .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", os.environ["SPARK_LOCAL_IP"])
         .config("spark.sql.session.timeZone", "UTC")
         # Hadoop's own _SUCCESS would be confused with the stage commit marker.
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     )
-    if cfg.spark.master:  # empty: spark-submit (spark-operator) already set the master
-        builder = builder.master(cfg.spark.master)
-    if jars:
-        builder = builder.config("spark.jars", ",".join(jars))
+    if master:  # empty: the runtime (the task's pod, spark-operator) already set the master
+        builder = builder.master(master)
+    for key, value in placement_settings(master, jars).items():
+        builder = builder.config(key, value)
     storage = cfg.storage
     builder = (
         builder.config("spark.hadoop.fs.s3a.impl", "org.apache.hadoop.fs.s3a.S3AFileSystem")
@@ -96,5 +123,5 @@ def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     spark.sparkContext.setCheckpointDir(checkpoint)
-    log.info("spark %s master=%s jars=%d", spark.version, cfg.spark.master, len(jars))
+    log.info("spark %s master=%s jars=%d", spark.version, spark.sparkContext.master, len(jars))
     return spark

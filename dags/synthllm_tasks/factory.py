@@ -1,9 +1,13 @@
 """The one task factory: a ``JobSpec`` in, the operator of the active profile out.
 
 ``local``      -> ``LocalJobOperator`` (subprocess on the worker, for every kind of job)
-``kubernetes`` -> ``JobPodOperator`` (python, python_gpu) or ``SparkJobOperator`` with a
-                  rendered ``SparkApplication`` (spark): the provider's operators, failing
+``kubernetes`` -> ``JobPodOperator`` (python, python_gpu, and Spark jobs whose pod is their
+                  driver) or, with ``SYNTHLLM_SPARK_RUNTIME=operator``, ``SparkJobOperator``
+                  with a rendered ``SparkApplication``: the provider's operators, failing
                   without retries when the job exits with the permanent code (``pods.py``)
+
+A job that returns a value (``JobSpec.returns_value``) gets ``--result-file``: a temporary
+file locally, the pod's XCom volume in Kubernetes; the task's XCom is that value either way.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 from synthllm_tasks.spec import JobSpec
 
 PROFILES = ("local", "kubernetes")
+# Where KubernetesPodOperator's XCom sidecar reads a pod's return value.
+XCOM_RESULT_FILE = "/airflow/xcom/return.json"
 
 
 def active_profile() -> str:
@@ -46,11 +52,21 @@ def job_task(
     }
     if profile == "local":
         return _local_task(spec, common, expand_argv)
-    if spec.kind == "spark":
-        if expand_argv is not None:
-            raise ValueError(f"{spec.task_id}: mapped Spark jobs are not supported")
+    if spec.kind == "spark" and expand_argv is not None:
+        raise ValueError(f"{spec.task_id}: mapped Spark jobs are not supported")
+    if spec.kind == "spark" and _spark_runtime() == "operator":
         return _spark_task(spec, common)
     return _pod_task(spec, common, expand_argv)
+
+
+def _spark_runtime() -> str:
+    from synthllm_tasks.kubernetes import SPARK_RUNTIME, SPARK_RUNTIMES
+
+    if SPARK_RUNTIME not in SPARK_RUNTIMES:
+        raise ValueError(
+            f"SYNTHLLM_SPARK_RUNTIME must be one of {SPARK_RUNTIMES}, got {SPARK_RUNTIME!r}"
+        )
+    return SPARK_RUNTIME
 
 
 def _local_task(spec: JobSpec, common: dict[str, Any], expand_argv: Any):
@@ -60,6 +76,8 @@ def _local_task(spec: JobSpec, common: dict[str, Any], expand_argv: Any):
         # One model in memory at a time: local shards share one machine and one device.
         common.setdefault("max_active_tis_per_dagrun", 1)
     fields = {"module": spec.module, "argv": spec.full_argv, **common}
+    if spec.returns_value:
+        fields["returns_value"] = True
     if expand_argv is None:
         return LocalJobOperator(**fields)
     return LocalJobOperator.partial(
@@ -70,8 +88,16 @@ def _local_task(spec: JobSpec, common: dict[str, Any], expand_argv: Any):
 def _pod_task(spec: JobSpec, common: dict[str, Any], expand_argv: Any):
     from synthllm_tasks.kubernetes import pod_operator_kwargs
     from synthllm_tasks.pods import JobPodOperator
+    from synthllm_tasks.sizing import GPU_POOL
 
     fields = {**pod_operator_kwargs(spec), **common}
+    if spec.kind == "python_gpu":
+        # One pool for the GPU work of every synthllm DAG: it caps the GPU pods at once.
+        fields.setdefault("pool", GPU_POOL)
+    if spec.returns_value:
+        # The job writes its value where the provider's XCom sidecar reads it.
+        fields["cmds"] = [*fields["cmds"], "--result-file", XCOM_RESULT_FILE]
+        fields["do_xcom_push"] = True
     if expand_argv is None:
         return JobPodOperator(**fields)
     fields.pop("arguments")

@@ -8,9 +8,11 @@ the repository root with the worker's interpreter and environment, so storage se
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +54,9 @@ class LocalJobOperator(BaseOperator):
     ``argv`` is templated; ``extra_argv`` is the mappable tail (e.g. ``["--shard", "0/2"]``),
     kept apart because values expanded from XCom are not templated by Airflow.
     Output lines are forwarded to the task log as they arrive. A permanent exit code fails
-    the task without retries (``JobPermanentError``); any other failure is retried.
+    the task without retries (``JobPermanentError``); any other failure is retried. With
+    ``returns_value`` the job gets ``--result-file PATH`` and the task returns the JSON value
+    the job wrote there (its XCom), as a pod's job writes it to the XCom volume.
     """
 
     template_fields: Sequence[str] = ("argv", "extra_argv")
@@ -66,20 +70,35 @@ class LocalJobOperator(BaseOperator):
         argv: Sequence[str] = (),
         # Empty: only mapped tasks get a per-instance tail.
         extra_argv: Sequence[str] = (),
+        # False: the exit code is the job's only answer (see the class docstring).
+        returns_value: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.module = module
         self.argv = list(argv)
         self.extra_argv = list(extra_argv)
+        self.returns_value = returns_value
         self._proc: subprocess.Popen[str] | None = None
 
-    def command(self) -> list[str]:
+    def command(self, result_file: str | None = None) -> list[str]:
         """The full command line (after template rendering)."""
-        return [sys.executable, "-m", self.module, *map(str, self.argv), *map(str, self.extra_argv)]
+        tail = ["--result-file", result_file] if result_file else []
+        argv = [*map(str, self.argv), *map(str, self.extra_argv), *tail]
+        return [sys.executable, "-m", self.module, *argv]
 
-    def execute(self, context: Any) -> None:
-        cmd = self.command()
+    def execute(self, context: Any) -> Any:
+        if not self.returns_value:
+            self._run(self.command())
+            return None
+        with tempfile.TemporaryDirectory(prefix="synthllm-result-") as folder:
+            result = Path(folder) / "result.json"
+            self._run(self.command(str(result)))
+            if not result.is_file():
+                raise JobFailedError(self.module, 0, ["the job wrote no --result-file"])
+            return json.loads(result.read_text())
+
+    def _run(self, cmd: list[str]) -> None:
         cwd = repo_root()
         # Unbuffered, so that lines reach the task log while the job runs, not at its end.
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -21,6 +21,15 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from synthllm_tasks.exitcodes import is_permanent
 
+# The provider's name for the container that holds a pod's XCom until it is read.
+SIDECAR_CONTAINER_NAME = "airflow-xcom-sidecar"
+SIDECAR_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+}
+
 
 class PermanentPodFailure(AirflowFailException):
     """The job in the pod exited with the permanent exit code: fail without retries."""
@@ -56,7 +65,26 @@ class _ExitCodeAware:
 
 
 class JobPodOperator(_ExitCodeAware, KubernetesPodOperator):
-    """``KubernetesPodOperator`` for python and python_gpu jobs (see module docstring)."""
+    """``KubernetesPodOperator`` for job pods (see module docstring).
+
+    A job that returns a value (``do_xcom_push``) writes it to the XCom volume; the provider
+    reads it from a sidecar it adds. That sidecar runs the job's own image (``sh`` and
+    ``cat`` are all it needs, and the node holds that image already, where the provider's
+    default would pull another one) with the restricted security context every container of
+    the namespace needs.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("xcom_sidecar_container_security_context", dict(SIDECAR_SECURITY))
+        super().__init__(**kwargs)
+
+    def build_pod_request_obj(self, context=None, *, dry_run: bool = False):
+        pod = super().build_pod_request_obj(context, dry_run=dry_run)
+        for container in pod.spec.containers:
+            if container.name == SIDECAR_CONTAINER_NAME:
+                container.image = self.image
+                container.image_pull_policy = self.image_pull_policy
+        return pod
 
 
 class SparkJobOperator(_ExitCodeAware, SparkKubernetesOperator):

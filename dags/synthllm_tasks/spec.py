@@ -46,6 +46,7 @@ DEFAULT_ARGS = {
 
 _IMAGE_FOR_KIND: dict[str, ImageKind] = {"spark": "spark", "python": "python", "python_gpu": "vllm"}
 _QUANTITY = re.compile(r"^(\d+)(Mi|Gi)$")
+_CPU = re.compile(r"^(\d+m|\d+(\.\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,41 @@ class Resources:
     gpu: int = 0
     # Spark executors; two is the smallest count that still exercises a shuffle across pods.
     executors: int = 2
+    # None: request ``cpu`` whole cores. A small cluster asks for a share of a core (e.g.
+    # "250m") so that a driver and two executors fit on one 2-core node.
+    cpu_request: str | None = None
 
     def __post_init__(self) -> None:
         if self.cpu < 1 or self.gpu < 0 or self.executors < 1:
             raise ValueError(f"resources out of range: {self}")
         if not _QUANTITY.match(self.memory):
             raise ValueError(f"memory must look like '512Mi' or '4Gi', got {self.memory!r}")
+        if self.cpu_request is not None and not _CPU.match(self.cpu_request):
+            raise ValueError(f"cpu_request must look like '250m' or '2', got {self.cpu_request!r}")
+
+    @property
+    def cpu_quantity(self) -> str:
+        """The pod's CPU request as a Kubernetes quantity."""
+        return self.cpu_request or str(self.cpu)
+
+    def mebibytes(self) -> int:
+        number, unit = _QUANTITY.match(self.memory).groups()
+        return int(number) * (1024 if unit == "Gi" else 1)
 
     def spark_memory(self) -> str:
         """The memory in Spark's notation ("4Gi" -> "4g", "512Mi" -> "512m")."""
         number, unit = _QUANTITY.match(self.memory).groups()
         return f"{number}{'g' if unit == 'Gi' else 'm'}"
+
+    def spark_heap_and_overhead(self) -> tuple[str, str]:
+        """``memory`` split into an executor's JVM heap and its overhead ("1228m", "820m" of 2Gi).
+
+        A PySpark executor's Python workers (pandas UDFs, the embedding model) live in the
+        overhead, so it gets 40% of the pod, where Spark's default is 10%.
+        """
+        total = self.mebibytes()
+        heap = total * 3 // 5
+        return f"{heap}m", f"{total - heap}m"
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,9 @@ class JobSpec:
     image: ImageKind | None = None
     # A stuck job must not hold a worker slot or a GPU forever; LLM shards override it.
     timeout: timedelta = timedelta(hours=2)
+    # False: the job's exit code is its only answer. True: it writes one JSON value to the
+    # file named by --result-file, and the task returns it as its XCom (the shard count).
+    returns_value: bool = False
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.task_id):

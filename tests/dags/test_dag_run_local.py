@@ -2,7 +2,9 @@
 
 The real jobs are tested in tests/jobs; here each job module is a stub that records its argv,
 so the test checks what Airflow itself does with the DAG: templating, task order, shard
-mapping (XCom -> .map -> expand), try numbers, and the Asset event of publish.
+mapping (shard_count's XCom -> .map -> expand), try numbers, and the Asset event of publish.
+The stub of ``jobs.plan`` (shard_count) returns the run's shard count through --result-file,
+as the real job does.
 """
 
 from __future__ import annotations
@@ -35,9 +37,13 @@ MODULES = [
 ]
 
 
+# The run's num_shards param; the plan stub returns it (the real job: tests/jobs/test_plan.py).
+NUM_SHARDS = 3
+
+
 @pytest.fixture
 def stub_repo(tmp_path, monkeypatch):
-    return install_stub_repo(tmp_path, monkeypatch, MODULES)
+    return install_stub_repo(tmp_path, monkeypatch, MODULES, results={"jobs.plan": NUM_SHARDS})
 
 
 def flag(argv: list[str], name: str) -> str:
@@ -45,14 +51,24 @@ def flag(argv: list[str], name: str) -> str:
 
 
 @pytest.mark.slow
-def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_dag, stub_repo):
+def test_a_run_calls_every_job_in_order_with_mapped_shards(
+    airflow_db, generate_dag, stub_repo, monkeypatch
+):
+    # A failing task is a wiring bug here: fail the run at once, not after the retry backoff.
+    for task in generate_dag.tasks:
+        monkeypatch.setattr(task, "retries", 0)
     run = generate_dag.test(
         logical_date=datetime(2026, 11, 1, tzinfo=UTC),
-        run_conf={"snapshot": "cc-2026-10", "num_shards": 3},
+        run_conf={"snapshot": "cc-2026-10", "num_shards": NUM_SHARDS},
     )
     assert str(run.state) in {"success", "DagRunState.SUCCESS"}
     calls = [json.loads(line) for line in Path(stub_repo).read_text().splitlines()]
-    modules = [c["module"] for c in calls]
+    # shard_count has no upstream task: its place among the first jobs is the scheduler's.
+    (plan,) = [c for c in calls if c["module"] == "jobs.plan"]
+    assert plan["argv"][-4:-1] == ["--num-shards", str(NUM_SHARDS), "--result-file"]
+    first_prepare = next(i for i, c in enumerate(calls) if c["module"].endswith(".prepare"))
+    assert calls.index(plan) < first_prepare
+    modules = [c["module"] for c in calls if c is not plan]
     assert modules[:6] == [
         "jobs.ingest.ingest",
         "jobs.filter.positives",
@@ -83,7 +99,8 @@ def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_
         "jobs.report.report",
         "jobs.publish.publish",
     ]
-    assert len(calls) == 20 + 5 * 3  # 20 single jobs; concepts, 3 levels, answers x 3 shards
+    # 21 single jobs (shard_count's plan among them); concepts, 3 levels, answers x 3 shards.
+    assert len(calls) == 21 + 5 * NUM_SHARDS
     for call in calls:
         argv = call["argv"]
         assert flag(argv, "--snapshot") == "cc-2026-10"
@@ -95,10 +112,10 @@ def test_a_run_calls_every_job_in_order_with_mapped_shards(airflow_db, generate_
         if c["module"] == "jobs.llm.run_shard"
     )
     tasks = ("answers", "concepts", "questions_l1", "questions_l2", "questions_l3")
-    assert shards == [(t, f"{i}/3") for t in tasks for i in range(3)]
+    assert shards == [(t, f"{i}/{NUM_SHARDS}") for t in tasks for i in range(NUM_SHARDS)]
     # The prepare jobs write as many shards as are mapped: shard_count's XCom, the param here.
     prepares = [c for c in calls if c["module"].endswith(".prepare")]
-    assert [flag(c["argv"], "--num-shards") for c in prepares] == ["3", "3", "3"]
+    assert [flag(c["argv"], "--num-shards") for c in prepares] == [str(NUM_SHARDS)] * 3
     tables = [flag(c["argv"], "--table") for c in calls if c["module"] == "jobs.validate.validate"]
     assert tables == ["documents", "doc_concepts", "questions", "questions_clean", "qa"]
     assert_mapped_names_and_asset_event(run)

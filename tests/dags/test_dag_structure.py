@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from types import SimpleNamespace
+
 import pytest
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 
@@ -133,22 +136,67 @@ def test_params_and_schedule(generate_dag):
     assert generate_dag.schedule == "@daily"
 
 
+def test_shard_count_is_the_plan_job_returning_its_value(generate_dag):
+    from synthllm_tasks.local import LocalJobOperator
+
+    task = generate_dag.get_task("shard_count")
+    assert isinstance(task, LocalJobOperator)
+    assert task.module == "jobs.plan"
+    assert task.returns_value is True
+    assert task.argv[-2:] == ["--num-shards", "{{ params.num_shards or '' }}"]
+    # Every other job's exit code is its only answer.
+    others = [t for t in generate_dag.tasks if isinstance(t, LocalJobOperator) and t is not task]
+    assert others and not any(t.returns_value for t in others)
+
+
+def run_shard_count(task, num_shards=None, config=""):
+    """Render ``task`` for a run with these params and run it: its XCom (the job's value)."""
+    from airflow.sdk import Context
+
+    ctx = Context(
+        params={"snapshot": None, "num_shards": num_shards, "config": config},
+        ds="2026-11-01",
+        run_id="manual__2026-11-01T00:00:00+00:00",
+        ti=SimpleNamespace(try_number=1),
+    )
+    op = copy.copy(task)
+    op.argv = list(task.argv)
+    op.render_template_fields(ctx)
+    return op.execute(ctx)
+
+
 def test_num_shards_param_wins_only_when_set(generate_dag, tmp_path, monkeypatch):
-    """Param set: it wins; empty (the default): the config's generation.num_shards."""
-    from airflow.sdk.exceptions import AirflowFailException
+    """Param set: it wins; empty (the default): the config's generation.num_shards.
+
+    shard_count runs the real jobs.plan in a subprocess, as on a local worker.
+    """
+    from synthllm_tasks.local import JobPermanentError
 
     monkeypatch.delenv("SYNTHLLM_REPO", raising=False)  # the real jobs, not a stub repo
+    monkeypatch.delenv("SYNTHLLM_PROFILE", raising=False)  # the local worker's profile
     param = generate_dag.params.get_param("num_shards")
     assert param.value is None and "wins over the config" in param.description
     assert "the param wins over the config" in generate_dag.doc_md
-    shard_count = generate_dag.get_task("shard_count").python_callable
-    assert shard_count("5", "", "kubernetes") == 5
-    assert shard_count("", "", "kubernetes") == 16  # configs/kubernetes.toml
-    assert shard_count("", "", "local") == 2  # the code default; local.toml sets none
+    task = generate_dag.get_task("shard_count")
+    assert run_shard_count(task) == 2  # the code default; local.toml sets none
+    assert run_shard_count(task, num_shards=5) == 5
     overlay = tmp_path / "overlay.toml"
     overlay.write_text("[generation]\nnum_shards = 7\n")
-    assert shard_count("", str(overlay), "local") == 7
-    assert shard_count("3", str(overlay), "local") == 3
+    assert run_shard_count(task, config=str(overlay)) == 7
+    assert run_shard_count(task, num_shards=3, config=str(overlay)) == 3
     overlay.write_text("[generation]\nnum_shards = 0\n")
-    with pytest.raises(AirflowFailException, match="num_shards"):
-        shard_count("", str(overlay), "local")
+    with pytest.raises(JobPermanentError) as info:
+        run_shard_count(task, config=str(overlay))
+    assert info.value.returncode == 2 and "num_shards" in "\n".join(info.value.tail)
+
+
+def test_no_local_task_takes_the_gpu_pool(generate_dag, scaling_dag):
+    """The GPU pool caps GPU pods in Kubernetes; locally one machine runs one model at a time."""
+    from synthllm_tasks.sizing import GPU_POOL
+
+    for dag in (generate_dag, scaling_dag):
+        pools = {t.task_id: t.pool for t in dag.tasks}
+        assert GPU_POOL not in pools.values(), pools
+    assert (
+        generate_dag.get_task("answers_generate").partial_kwargs["max_active_tis_per_dagrun"] == 1
+    )

@@ -174,3 +174,40 @@ def test_repo_root_defaults_to_parent_of_dags(monkeypatch):
     assert repo_root() == REPO
     monkeypatch.setenv("SYNTHLLM_REPO", "/srv/synthllm")
     assert repo_root() == Path("/srv/synthllm")
+
+
+def test_a_returning_job_writes_its_value_to_the_result_file(fake_repo):
+    module = fake_repo(
+        "plan_job",
+        """
+        import json, os, sys
+        path = sys.argv[sys.argv.index("--result-file") + 1]
+        with open(path, "w") as fh:
+            json.dump({"argv": sys.argv[1:-2], "shards": 4, "dir": os.path.dirname(path)}, fh)
+        """,
+    )
+    op = LocalJobOperator(
+        task_id="plan", module=module, argv=["--snapshot", "s1"], returns_value=True
+    )
+    value = op.execute({})
+    assert value["shards"] == 4 and value["argv"] == ["--snapshot", "s1"]
+    # A fresh temporary folder per run, removed once the value is read.
+    assert Path(value["dir"]).name.startswith("synthllm-result-")
+    assert not Path(value["dir"]).exists()
+    # Without returns_value the job gets no --result-file and the task returns nothing.
+    plain = LocalJobOperator(task_id="echo", module="json.tool", argv=["--help"])
+    assert plain.execute({}) is None
+    assert "--result-file" not in plain.command()
+
+
+def test_a_returning_job_that_writes_nothing_fails(fake_repo):
+    module = fake_repo("silent_job", "print('done')\n")
+    with pytest.raises(JobFailedError, match="wrote no --result-file") as info:
+        LocalJobOperator(task_id="plan", module=module, returns_value=True).execute({})
+    assert not isinstance(info.value, AirflowFailException)
+
+
+def test_a_returning_job_that_exits_permanently_is_not_retried(fake_repo):
+    module = fake_repo("bad_plan", "raise SystemExit(2)\n")
+    with pytest.raises(JobPermanentError):
+        LocalJobOperator(task_id="plan", module=module, returns_value=True).execute({})

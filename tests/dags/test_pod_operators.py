@@ -1,7 +1,10 @@
-"""The kubernetes-profile operators fail without retries when the job exits permanently.
+"""The kubernetes-profile operators fail without retries when the job exits permanently,
+and a job pod that returns a value gets an XCom sidecar the restricted namespace admits.
 
 No cluster runs here: ``cleanup`` is called with the finished pod the provider would read back,
-and only the calls that would reach the API server (patching, deleting) are replaced.
+and only the calls that would reach the API server (patching, deleting) are replaced. The three
+operators: a job pod, a Spark job's driver pod (the default runtime) and a SparkApplication
+(``SPARK_RUNTIME = "operator"``).
 """
 
 from __future__ import annotations
@@ -9,14 +12,19 @@ from __future__ import annotations
 import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from kubernetes.client import ApiClient
 from kubernetes.client import models as k8s
 from synthllm_tasks import JobSpec, job_task
 from synthllm_tasks.pods import (
+    SIDECAR_CONTAINER_NAME,
+    SIDECAR_SECURITY,
     JobPodOperator,
     PermanentPodFailure,
     SparkJobOperator,
     container_exit_code,
 )
+
+OPERATORS = ["job_pod", "spark_driver_pod", "spark_application"]
 
 
 def finished_pod(container: str, exit_code: int, phase: str) -> k8s.V1Pod:
@@ -45,14 +53,21 @@ def offline(op):
 
 @pytest.fixture(scope="module")
 def operators():
+    from synthllm_tasks import kubernetes as kube
+
+    ingest = JobSpec("ingest", "jobs.ingest.ingest", kind="spark")
     with DAG("probe_pod_operators", schedule=None):
         pod = job_task(JobSpec("validate_qa", "jobs.validate.validate"), "kubernetes")
-        spark = job_task(JobSpec("ingest", "jobs.ingest.ingest", kind="spark"), "kubernetes")
-    assert type(pod) is JobPodOperator and type(spark) is SparkJobOperator
-    return offline(pod), offline(spark)
+        driver = job_task(ingest, "kubernetes")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(kube, "SPARK_RUNTIME", "operator")
+            app = job_task(ingest, "kubernetes", task_id="ingest_app")
+    assert type(pod) is JobPodOperator and type(driver) is JobPodOperator
+    assert type(app) is SparkJobOperator
+    return dict(zip(OPERATORS, map(offline, (pod, driver, app)), strict=True))
 
 
-@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("which", OPERATORS)
 def test_permanent_exit_fails_without_retry(operators, which):
     op = operators[which]
     pod = finished_pod(op.base_container_name, 2, "Failed")
@@ -64,7 +79,7 @@ def test_permanent_exit_fails_without_retry(operators, which):
 
 
 @pytest.mark.parametrize("code", [75, 1, 137])
-@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("which", OPERATORS)
 def test_other_failures_stay_retryable(operators, which, code):
     op = operators[which]
     pod = finished_pod(op.base_container_name, code, "Failed")
@@ -74,8 +89,10 @@ def test_other_failures_stay_retryable(operators, which, code):
 
 
 def test_success_and_exit_code_lookup(operators):
-    op, spark = operators
-    assert spark.base_container_name == "spark-kubernetes-driver"
+    op = operators["job_pod"]
+    # The driver pod's job runs in the pod's own container; spark-operator's in its driver.
+    assert operators["spark_driver_pod"].base_container_name == "base"
+    assert operators["spark_application"].base_container_name == "spark-kubernetes-driver"
     ok = finished_pod("base", 0, "Succeeded")
     assert op.cleanup(ok, ok) is None
     assert container_exit_code(ok, "base") == 0
@@ -86,3 +103,47 @@ def test_success_and_exit_code_lookup(operators):
     with pytest.raises(AirflowException) as info:
         op.cleanup(sidecar, sidecar)
     assert not isinstance(info.value, AirflowFailException)
+
+
+def xcom_pod(**kwargs) -> dict:
+    with DAG("probe_xcom_sidecar", schedule=None):
+        op = JobPodOperator(
+            task_id="plan",
+            name="plan",
+            namespace="synthllm",
+            image="registry.example/python:abc",
+            image_pull_policy="Never",
+            cmds=["python", "-m", "jobs.plan"],
+            do_xcom_push=True,
+            **kwargs,
+        )
+    pod = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True))
+    return {c["name"]: c for c in pod["spec"]["containers"]}
+
+
+def test_xcom_sidecar_runs_the_jobs_image_with_a_restricted_security_context():
+    containers = xcom_pod()
+    assert list(containers) == ["base", SIDECAR_CONTAINER_NAME]
+    sidecar = containers[SIDECAR_CONTAINER_NAME]
+    # The node holds the job's image already; the provider's default would pull alpine.
+    assert sidecar["image"] == "registry.example/python:abc"
+    assert sidecar["imagePullPolicy"] == "Never"
+    assert sidecar["securityContext"] == SIDECAR_SECURITY
+    assert SIDECAR_SECURITY["allowPrivilegeEscalation"] is False
+    assert SIDECAR_SECURITY["capabilities"] == {"drop": ["ALL"]}
+    assert SIDECAR_SECURITY["runAsNonRoot"] is True
+    assert {"name": "xcom", "mountPath": "/airflow/xcom"} in containers["base"]["volumeMounts"]
+
+
+def test_a_given_sidecar_security_context_wins():
+    own = {"runAsNonRoot": True, "runAsUser": 2000}
+    sidecar = xcom_pod(xcom_sidecar_container_security_context=own)[SIDECAR_CONTAINER_NAME]
+    assert sidecar["securityContext"] == own
+    assert sidecar["image"] == "registry.example/python:abc"
+
+
+def test_no_sidecar_without_a_value_to_return():
+    with DAG("probe_no_sidecar", schedule=None):
+        op = job_task(JobSpec("report", "jobs.report.report"), "kubernetes")
+    pod = ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True))
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["base"]

@@ -39,15 +39,24 @@ def test_parses_in_both_profiles(parse_dags, profile):
 
 
 def test_kubernetes_profile_trains_in_gpu_pods(parse_dags):
+    from synthllm_tasks.sizing import GPU_POOL, SIZES
+
     dag = parse_dags("kubernetes").dags[DAG_ID]
     for task_id in MAPPED:
         task = dag.get_task(task_id)
         assert type(task).__name__ == "MappedOperator"
         kwargs = task.partial_kwargs
         assert kwargs["container_resources"].limits["nvidia.com/gpu"] == "1"
+        gpu = SIZES["production"].gpu  # SYNTHLLM_K8S_SIZES unset
+        assert kwargs["container_resources"].requests == {"cpu": "8", "memory": "64Gi"}
+        assert (gpu.cpu_quantity, gpu.memory) == ("8", "64Gi")
         assert kwargs["cmds"][:3] == ["python", "-m", MAPPED[task_id]]
         assert kwargs["image"].split("/")[-1].startswith("vllm:")
-    assert type(dag.get_task("prepare_subsets")).__name__ == "JobPodOperator"
+        # The GPU pool the generation DAG's LLM shards share: one cap on GPU pods.
+        assert kwargs["pool"] == GPU_POOL
+    prepare = dag.get_task("prepare_subsets")
+    assert type(prepare).__name__ == "JobPodOperator"
+    assert prepare.pool == "default_pool"
 
 
 # -- policy ------------------------------------------------------------------------------------

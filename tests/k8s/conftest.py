@@ -22,6 +22,22 @@ CRD_FILE = REPO.parent / "shared/reference/k8s-crds/sparkoperator.k8s.io_sparkap
 K8S_VERSION = "1.33"
 
 # The Airflow environment (a throw-away AIRFLOW_HOME) is set by tests/conftest.py.
+# Deployment settings, read when synthllm_tasks.kubernetes / .sizing is imported or a DAG file
+# is parsed: one exported in the shell (a build's SYNTHLLM_IMAGE_TAG, the local cluster's
+# SYNTHLLM_K8S_SIZES=small) would change what every test here renders. Tests set them
+# explicitly (monkeypatch) where they are the subject.
+DEPLOYMENT_ENV = (
+    "SYNTHLLM_K8S_NAMESPACE",
+    "SYNTHLLM_IMAGE_REGISTRY",
+    "SYNTHLLM_IMAGE_TAG",
+    "SYNTHLLM_IMAGE_PULL_POLICY",
+    "SYNTHLLM_SPARK_RUNTIME",
+    "SYNTHLLM_K8S_GPUS",
+    "SYNTHLLM_K8S_SIZES",
+    "SYNTHLLM_GPU_POOL",
+)
+for _name in DEPLOYMENT_ENV:
+    os.environ.pop(_name, None)
 
 
 def _close_objects(schema):
@@ -93,15 +109,58 @@ def k8s_manifests() -> dict[str, list[dict]]:
     return {str(p.relative_to(k8s)): load_yaml_docs(p) for p in files}
 
 
-@pytest.fixture(scope="module")
-def k8s_dag():
-    """synthllm_generate parsed as the DAG processor does, with SYNTHLLM_PROFILE=kubernetes."""
-    from airflow.dag_processing.dagbag import BundleDagBag
+@pytest.fixture(scope="session")
+def pod_templates() -> dict[str, dict]:
+    """The pod templates shipped with the DAG code, by kind (``cpu``, ``gpu``, ``spark``)."""
+    from synthllm_tasks.kubernetes import POD_TEMPLATES
 
-    os.environ["SYNTHLLM_PROFILE"] = "kubernetes"
-    try:
-        bag = BundleDagBag(dag_folder=REPO / "dags", bundle_path=REPO / "dags")
-    finally:
-        os.environ.pop("SYNTHLLM_PROFILE", None)
+    templates = {}
+    for kind, path in POD_TEMPLATES.items():
+        (doc,) = load_yaml_docs(path)
+        templates[kind] = doc
+    return templates
+
+
+def parse_generate_dag(monkeypatch, constants=None, env=None):
+    """synthllm_generate parsed as the DAG processor does, with SYNTHLLM_PROFILE=kubernetes.
+
+    ``constants``: ``synthllm_tasks.kubernetes`` settings to patch first (they are read from
+    the environment at import, e.g. ``SPARK_RUNTIME``, ``GPUS``); ``env``: variables the DAG
+    file reads when parsed (``SYNTHLLM_K8S_SIZES``). The operators keep what they were built
+    with after ``monkeypatch`` undoes both.
+    """
+    from airflow.dag_processing.dagbag import BundleDagBag
+    from synthllm_tasks import kubernetes as kube
+
+    for name, value in (constants or {}).items():
+        assert hasattr(kube, name), name
+        monkeypatch.setattr(kube, name, value)
+    for name, value in {"SYNTHLLM_PROFILE": "kubernetes", **(env or {})}.items():
+        monkeypatch.setenv(name, value)
+    bag = BundleDagBag(dag_folder=DAGS, bundle_path=DAGS)
     assert bag.import_errors == {}
     return bag.dags["synthllm_generate"]
+
+
+@pytest.fixture(scope="module")
+def k8s_dag():
+    """synthllm_generate in the kubernetes profile with the default settings (Spark in pods)."""
+    with pytest.MonkeyPatch.context() as mp:
+        return parse_generate_dag(mp)
+
+
+@pytest.fixture(scope="module")
+def k8s_dag_operator():
+    """synthllm_generate in the kubernetes profile with ``SPARK_RUNTIME = "operator"``."""
+    with pytest.MonkeyPatch.context() as mp:
+        return parse_generate_dag(mp, {"SPARK_RUNTIME": "operator"})
+
+
+@pytest.fixture
+def parse_k8s_dag(monkeypatch):
+    """``parse_k8s_dag(constants=None, env=None)``: see ``parse_generate_dag``."""
+
+    def parse(constants=None, env=None):
+        return parse_generate_dag(monkeypatch, constants, env)
+
+    return parse

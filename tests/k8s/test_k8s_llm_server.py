@@ -75,8 +75,8 @@ def test_validator_rejects_a_broken_deployment(base, validate_k8s):
         validate_k8s(broken)
 
 
-def test_base_serves_the_model_volume_on_one_gpu_like_the_gpu_pod(base, k8s_manifests):
-    gpu_pod = k8s_manifests["pod-gpu.yaml"][0]["spec"]
+def test_base_serves_the_model_volume_on_one_gpu_like_the_gpu_pod(base, pod_templates):
+    gpu_pod = pod_templates["gpu"]["spec"]  # dags/synthllm_tasks/pod_templates/gpu.yaml
     pod, container = _pod(base), _container(base)
     assert container["image"] == "synthllm/vllm:0.1.0"
     assert container["command"] == ["vllm", "serve"]

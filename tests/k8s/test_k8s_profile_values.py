@@ -1,13 +1,16 @@
 """The kubernetes profile's production values reach the pods.
 
 The DAG is parsed with SYNTHLLM_PROFILE=kubernetes; the shard count comes from
-configs/kubernetes.toml (16) through ``shard_count`` into the prepare pods' argv and the
-shard mapping, and the pods' environment (the pipeline ConfigMap) makes every job load the
-kubernetes profile.
+configs/kubernetes.toml (256): ``shard_count``'s pod runs ``jobs.plan``, here with the
+command the pod gets and the environment the pipeline ConfigMap gives it, and its value
+reaches the prepare pods' argv and the shard mapping. That environment makes every job load
+the kubernetes profile.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,11 +32,18 @@ def pod_env(monkeypatch):
     return cm
 
 
-def render_pod(task, count, tail=None):
-    op = task.unmap({"arguments": tail}) if tail else task
+CONFIGURED_SHARDS = 256  # configs/kubernetes.toml
+
+
+def render_pod(task, count, tail=None, num_shards=None):
+    if tail:
+        op = task.unmap({"arguments": tail})
+    else:  # a copy: the module's DAG serves every test, its templates must stay templates
+        op = copy.copy(task)
+        op.cmds = list(task.cmds)
     op.render_template_fields(
         {
-            "params": {"snapshot": None, "num_shards": None, "config": ""},
+            "params": {"snapshot": None, "num_shards": num_shards, "config": ""},
             "ds": "2026-11-01",
             "run_id": "scheduled__2026-11-01T00:00:00+00:00",
             "ti": SimpleNamespace(
@@ -44,32 +54,49 @@ def render_pod(task, count, tail=None):
     return ApiClient().sanitize_for_serialization(op.build_pod_request_obj(dry_run=True))
 
 
+def run_shard_count_pod(task, tmp_path, num_shards=None) -> int:
+    """Run the command shard_count's pod gets, in-process: its XCom (the job's value).
+
+    Only the XCom volume's path moves to ``tmp_path``; the environment is the pod's
+    (``pod_env``).
+    """
+    from jobs import plan
+
+    pod = render_pod(task, None, num_shards=num_shards)
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[:3] == ["python", "-m", "jobs.plan"]
+    argv = command[3:]
+    assert argv[-2:] == ["--result-file", "/airflow/xcom/return.json"]
+    result = tmp_path / "return.json"
+    assert plan.main([*argv[:-1], str(result)]) == 0
+    return json.loads(result.read_text())
+
+
 def test_jobs_in_the_pods_load_the_kubernetes_profile(pod_env):
     from jobs.config import load_config
 
     assert pod_env["data"]["SYNTHLLM_PROFILE"] == "kubernetes"
     cfg = load_config(None, "", [])  # what jobs/cli.py does with an unset --profile
     assert cfg.profile == "kubernetes"
-    assert (cfg.generation.engine, cfg.generation.num_shards) == ("vllm", 16)
+    assert (cfg.generation.engine, cfg.generation.num_shards) == ("vllm", CONFIGURED_SHARDS)
     assert cfg.storage.root_uri == "s3://synthllm-data/pipeline"
     assert cfg.generation.max_error_share == 0.1
 
 
 def test_config_shard_count_reaches_the_prepare_pods_and_the_mapping(
-    k8s_dag, pod_env, validate_k8s
+    k8s_dag, pod_env, validate_k8s, tmp_path
 ):
-    count_task = k8s_dag.get_task("shard_count")
-    assert count_task.op_kwargs["profile"] == "kubernetes"  # fixed at parse time
-    count = count_task.python_callable("", "", count_task.op_kwargs["profile"])
-    assert count == 16
-    assert k8s_dag.get_task("shards").python_callable(count) == [f"{i}/16" for i in range(16)]
+    count = run_shard_count_pod(k8s_dag.get_task("shard_count"), tmp_path)
+    assert count == CONFIGURED_SHARDS
+    shard_ids = k8s_dag.get_task("shards").python_callable(count)
+    assert shard_ids == [f"{i}/{count}" for i in range(count)]
     tails = k8s_dag.get_task("level_shards").python_callable(count)
-    assert len(tails) == 3 * 16
+    assert len(tails) == 3 * count
 
     pod = render_pod(k8s_dag.get_task("questions_prepare"), count)
     validate_k8s(pod)
     (container,) = pod["spec"]["containers"]
-    assert container["command"][-2:] == ["--num-shards", "16"]
+    assert container["command"][-2:] == ["--num-shards", str(count)]
     refs = [next(iter(ref.values()))["name"] for ref in container["envFrom"]]
     assert pod_env["metadata"]["name"] in refs  # SYNTHLLM_PROFILE=kubernetes in the pod
 
@@ -77,15 +104,15 @@ def test_config_shard_count_reaches_the_prepare_pods_and_the_mapping(
     validate_k8s(pod)
     (container,) = pod["spec"]["containers"]
     assert container["command"][2] == "jobs.llm.run_shard"
-    assert container["args"] == ["--task", "questions_l3", "--shard", "15/16"]
+    assert container["args"] == ["--task", "questions_l3", "--shard", f"{count - 1}/{count}"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod_env["metadata"]["name"] in [
         next(iter(ref.values()))["name"] for ref in container["envFrom"]
     ]
 
 
-def test_a_set_param_wins_over_the_profile(k8s_dag, pod_env):
-    count_task = k8s_dag.get_task("shard_count")
-    assert count_task.python_callable("4", "", "kubernetes") == 4
-    pod = render_pod(k8s_dag.get_task("answers_prepare"), 4)
+def test_a_set_param_wins_over_the_profile(k8s_dag, pod_env, tmp_path):
+    count = run_shard_count_pod(k8s_dag.get_task("shard_count"), tmp_path, num_shards=4)
+    assert count == 4
+    pod = render_pod(k8s_dag.get_task("answers_prepare"), count)
     assert pod["spec"]["containers"][0]["command"][-2:] == ["--num-shards", "4"]

@@ -1,8 +1,10 @@
 """Every task of synthllm_generate, built in the kubernetes profile, renders to a valid object.
 
 Pods come from ``KubernetesPodOperator.build_pod_request_obj`` (pod template + task fields),
-serialised like the API client does; SparkApplications are the body the provider would
-submit. Both are validated against the published schemas.
+serialised like the API client does; SparkApplications (``SPARK_RUNTIME = "operator"``) are
+the body the provider would submit. Both are validated against the published schemas. The
+Spark jobs' driver pods of the default runtime are checked in detail in
+test_k8s_spark_driver.py.
 """
 
 from __future__ import annotations
@@ -16,21 +18,38 @@ from kubernetes.client import ApiClient
 from restricted import restricted_violations, spark_role_pod
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+TEMPLATES = DAGS / "synthllm_tasks/pod_templates"
 SNAPSHOT = "2026-11-01"
 RUN_ID = "scheduled__2026-11-01T00:00:00+00:00"
-SPARK_TASKS = {"ingest": "jobs.ingest.ingest", "filter": "jobs.filter.filter"}
-GPU_TASKS = {"questions_generate", "answers_generate"}
+SPARK_TASKS = {
+    "ingest": "jobs.ingest.ingest",
+    "filter": "jobs.filter.filter",
+    "build_graph": "jobs.graph.build",
+    "sample_combinations": "jobs.graph.combinations",
+    "clean_questions": "jobs.questions.clean",
+}
+MAPPED_TASKS = {"concepts_generate", "questions_generate", "answers_generate"}
+GPU_TASKS = {"write_positives", "refine"} | MAPPED_TASKS
 POD_TASKS = {
+    "shard_count",
     "validate_documents",
+    "concepts_prepare",
+    "concepts_collect",
+    "validate_doc_concepts",
     "questions_prepare",
     "questions_collect",
     "validate_questions",
+    "validate_questions_clean",
     "answers_prepare",
     "answers_collect",
     "validate_qa",
     "report",
     "publish",
 } | GPU_TASKS
+# Sized as SIZES.cpu (the rest of the CPU pods as SIZES.table).
+CPU_TASKS = {"shard_count", "report", "publish"}
+# Plain Python tasks on the worker (TaskFlow), not pods.
+WORKER_TASKS = {"shards", "level_shards"}
 
 
 def context(try_number=1):
@@ -48,7 +67,11 @@ def run_argv(try_number=1):
 
 
 def render_pod(task, shard=None) -> dict:
-    op = task.unmap({"arguments": ["--shard", shard]}) if shard else task
+    if shard:
+        op = task.unmap({"arguments": ["--shard", shard]})
+    else:  # a copy: the module's DAG serves every test, its templates must stay templates
+        op = copy.copy(task)
+        op.cmds = list(task.cmds)
     op.render_template_fields(context())
     pod = op.build_pod_request_obj(dry_run=True)
     return ApiClient().sanitize_for_serialization(pod), op
@@ -70,30 +93,43 @@ def render_spark_app(task) -> dict:
     return launcher.body
 
 
-def test_operator_kinds_per_task(k8s_dag):
+def test_operator_kinds_per_task(k8s_dag, k8s_dag_operator):
+    tasks = {t.task_id for t in k8s_dag.tasks}
+    assert tasks == set(SPARK_TASKS) | POD_TASKS | WORKER_TASKS
     kinds = {t.task_id: type(t).__name__ for t in k8s_dag.tasks}
-    for task_id in SPARK_TASKS:
-        assert kinds[task_id] == "SparkJobOperator"
-    for task_id in POD_TASKS - GPU_TASKS:
+    for task_id in SPARK_TASKS:  # the default runtime: the task's pod is the Spark driver
         assert kinds[task_id] == "JobPodOperator"
-    for task_id in GPU_TASKS:
+        assert type(k8s_dag_operator.get_task(task_id)).__name__ == "SparkJobOperator"
+    for task_id in POD_TASKS - MAPPED_TASKS:
+        assert kinds[task_id] == "JobPodOperator"
+        assert type(k8s_dag_operator.get_task(task_id)).__name__ == "JobPodOperator"
+    for task_id in MAPPED_TASKS:
         task = k8s_dag.get_task(task_id)
         assert task.operator_class.__name__ == "JobPodOperator"
         assert set(task.expand_input.value) == {"arguments"}
+    for task_id in WORKER_TASKS:
+        assert kinds[task_id] == "_PythonDecoratedOperator"
 
 
 @pytest.mark.parametrize("task_id", sorted(POD_TASKS))
 def test_pods_render_and_validate(k8s_dag, validate_k8s, task_id):
+    from synthllm_tasks.sizing import GPU_POOL, SIZES
+
     task = k8s_dag.get_task(task_id)
-    gpu = task_id in GPU_TASKS
-    pod, op = render_pod(task, shard="1/2" if gpu else None)
+    gpu, mapped = task_id in GPU_TASKS, task_id in MAPPED_TASKS
+    pod, op = render_pod(task, shard="1/2" if mapped else None)
     validate_k8s(pod)
-    (container,) = pod["spec"]["containers"]
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    # Only shard_count returns a value: the provider's XCom sidecar (test_shard_count_pod).
+    sidecar = {"airflow-xcom-sidecar"} if task_id == "shard_count" else set()
+    assert set(containers) == {"base"} | sidecar
+    container = containers["base"]
     module = container["command"][2]
     assert container["command"][:3] == ["python", "-m", module]
     assert container["command"][3:9] == run_argv()
-    assert container["args"] == (["--shard", "1/2"] if gpu else [])
+    assert container["args"] == (["--shard", "1/2"] if mapped else [])
     assert container["image"] == ("synthllm/vllm:0.1.0" if gpu else "synthllm/python:0.1.0")
+    assert container["imagePullPolicy"] == "IfNotPresent"
     refs = [next(iter(ref.values()))["name"] for ref in container["envFrom"]]
     assert refs == ["synthllm-pipeline-env", "synthllm-s3-credentials", "synthllm-llm-api"]
     assert container.get("env", []) == []  # settings and secrets come only from envFrom
@@ -104,40 +140,58 @@ def test_pods_render_and_validate(k8s_dag, validate_k8s, task_id):
     assert pod["metadata"]["namespace"] == "synthllm"
     assert pod["metadata"]["name"].startswith(task_id.replace("_", "-"))
     assert pod["spec"]["serviceAccountName"] == "synthllm-jobs"
+    # The production sizes (SYNTHLLM_K8S_SIZES unset): whole cores, memory limit = request.
+    sizes = SIZES["production"]
+    size = sizes.gpu if gpu else sizes.cpu if task_id in CPU_TASKS else sizes.table
+    assert container["resources"]["requests"] == {"cpu": str(size.cpu), "memory": size.memory}
     limits = container["resources"]["limits"]
+    assert limits["memory"] == size.memory
     if gpu:
         assert limits["nvidia.com/gpu"] == "1"
         assert [t["key"] for t in pod["spec"]["tolerations"]] == ["nvidia.com/gpu"]
         assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
         assert {v["name"] for v in pod["spec"]["volumes"]} == {"dshm", "models", "scratch"}
-        assert op.pod_template_file.endswith("k8s/pod-gpu.yaml")
+        assert Path(op.pod_template_file) == TEMPLATES / "gpu.yaml"
+        assert op.pool == GPU_POOL
     else:
         assert "nvidia.com/gpu" not in limits
         assert not pod["spec"].get("tolerations")
-        assert op.pod_template_file.endswith("k8s/pod-python.yaml")
+        assert Path(op.pod_template_file) == TEMPLATES / "python.yaml"
+        assert op.pool == "default_pool"
 
 
 @pytest.mark.parametrize("task_id", sorted(SPARK_TASKS))
-def test_spark_applications_render_and_validate(k8s_dag, validate_spark_app, task_id):
-    app = render_spark_app(k8s_dag.get_task(task_id))
+def test_spark_applications_render_and_validate(k8s_dag_operator, validate_spark_app, task_id):
+    from synthllm_tasks import kubernetes as kube
+
+    app = render_spark_app(k8s_dag_operator.get_task(task_id))
     validate_spark_app(app)
     spec = app["spec"]
-    assert app["metadata"] == {"name": task_id, "namespace": "synthllm"}
+    assert app["metadata"] == {"name": task_id.replace("_", "-"), "namespace": "synthllm"}
     assert spec["type"] == "Python" and spec["mode"] == "cluster"
     assert spec["sparkVersion"] == "4.1.1"
     assert spec["image"] == "synthllm/spark:0.1.0"
+    assert spec["imagePullPolicy"] == "IfNotPresent"
     assert spec["mainApplicationFile"] == "local:///opt/synthllm/launch.py"
     assert spec["arguments"] == [SPARK_TASKS[task_id], *run_argv(), "--config", ""]
     assert spec["driver"]["serviceAccount"] == "synthllm-spark"
-    assert spec["driver"]["cores"] == 4 and spec["driver"]["memory"] == "16g"
+    assert spec["executor"]["serviceAccount"] == "synthllm-spark-executor"
+    # The production Spark size: 4 cores, 16Gi split 60/40 into JVM heap and overhead.
+    for role in ("driver", "executor"):
+        assert spec[role]["cores"] == 4
+        assert (spec[role]["memory"], spec[role]["memoryOverhead"]) == ("9830m", "6554m")
     assert spec["executor"]["instances"] == 4
     for role in ("driver", "executor"):
         refs = [next(iter(ref.values()))["name"] for ref in spec[role]["envFrom"]]
         assert refs == ["synthllm-pipeline-env", "synthllm-s3-credentials"]
         assert restricted_violations(spark_role_pod(app, role)) == []
-        assert spec[role]["podSecurityContext"]["runAsUser"] == 185  # the Spark image's user
+        assert spec[role]["podSecurityContext"]["runAsUser"] == kube.IMAGE_UID == 1000
         assert spec[role]["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp"}]
     assert [v["name"] for v in spec["volumes"]] == ["scratch"]
+    conf = spec["sparkConf"]
+    jars = "/opt/synthllm/jars/*"
+    assert conf["spark.driver.extraClassPath"] == conf["spark.executor.extraClassPath"] == jars
+    assert "spark.jars" not in conf
 
 
 def test_mapped_pod_keeps_the_templated_command(k8s_dag):
@@ -186,9 +240,13 @@ def test_restricted_checker_flags_violations(k8s_dag):
 
 
 def test_image_tag_setting_reaches_pods_and_spark_applications(monkeypatch):
+    import shlex
+
     from airflow.sdk import DAG
     from synthllm_tasks import JobSpec, Resources, job_task
+    from synthllm_tasks import kubernetes as kube
 
+    ingest = JobSpec("ingest", "jobs.ingest.ingest", kind="spark")
     monkeypatch.setenv("SYNTHLLM_IMAGE_TAG", "3f2c1a9b8e7d")
     with DAG("probe_image_tag", schedule=None):
         pod_task = job_task(JobSpec("report", "jobs.report.report"), "kubernetes")
@@ -196,8 +254,76 @@ def test_image_tag_setting_reaches_pods_and_spark_applications(monkeypatch):
             JobSpec("gen", "jobs.llm.run_shard", kind="python_gpu", resources=Resources(gpu=1)),
             "kubernetes",
         )
-        spark_task = job_task(JobSpec("ingest", "jobs.ingest.ingest", kind="spark"), "kubernetes")
+        driver_task = job_task(ingest, "kubernetes")
+        monkeypatch.setattr(kube, "SPARK_RUNTIME", "operator")
+        app_task = job_task(ingest, "kubernetes", task_id="ingest_app")
     pod = ApiClient().sanitize_for_serialization(pod_task.build_pod_request_obj(dry_run=True))
     assert pod["spec"]["containers"][0]["image"] == "synthllm/python:3f2c1a9b8e7d"
     assert gpu_task.image == "synthllm/vllm:3f2c1a9b8e7d"
-    assert spark_task.template_spec["spec"]["image"] == "synthllm/spark:3f2c1a9b8e7d"
+    assert driver_task.image == "synthllm/spark:3f2c1a9b8e7d"
+    (submit,) = [e.value for e in driver_task.env_vars if e.name == "PYSPARK_SUBMIT_ARGS"]
+    assert "spark.kubernetes.container.image=synthllm/spark:3f2c1a9b8e7d" in shlex.split(submit)
+    assert app_task.template_spec["spec"]["image"] == "synthllm/spark:3f2c1a9b8e7d"
+
+
+def test_pull_policy_and_registry_settings_reach_every_image(monkeypatch):
+    """A cluster without a registry (the project's own) runs what its node holds: Never."""
+    import shlex
+
+    from airflow.sdk import DAG
+    from synthllm_tasks import JobSpec, job_task
+    from synthllm_tasks import kubernetes as kube
+
+    monkeypatch.setattr(kube, "IMAGE_PULL_POLICY", "Never")
+    monkeypatch.setattr(kube, "IMAGE_REGISTRY", "localhost/synthllm")
+    ingest = JobSpec("ingest", "jobs.ingest.ingest", kind="spark")
+    with DAG("probe_pull_policy", schedule=None):
+        plan = job_task(JobSpec("plan", "jobs.plan", returns_value=True), "kubernetes")
+        driver = job_task(ingest, "kubernetes")
+        monkeypatch.setattr(kube, "SPARK_RUNTIME", "operator")
+        app = job_task(ingest, "kubernetes", task_id="ingest_app")
+    pod = ApiClient().sanitize_for_serialization(plan.build_pod_request_obj(dry_run=True))
+    for container in pod["spec"]["containers"]:  # the job and its XCom sidecar
+        assert container["imagePullPolicy"] == "Never", container["name"]
+        assert container["image"] == "localhost/synthllm/python:0.1.0", container["name"]
+    (submit,) = [e.value for e in driver.env_vars if e.name == "PYSPARK_SUBMIT_ARGS"]
+    args = shlex.split(submit)
+    assert "spark.kubernetes.container.image.pullPolicy=Never" in args
+    assert "spark.kubernetes.container.image=localhost/synthllm/spark:0.1.0" in args
+    assert driver.image_pull_policy == "Never"
+    assert app.template_spec["spec"]["imagePullPolicy"] == "Never"
+
+
+def test_shard_count_pod_returns_its_value_through_a_restricted_sidecar(k8s_dag, validate_k8s):
+    from synthllm_tasks.pods import SIDECAR_CONTAINER_NAME
+
+    task = k8s_dag.get_task("shard_count")
+    assert task.do_xcom_push is True
+    assert task.cmds[-2:] == ["--result-file", "/airflow/xcom/return.json"]
+    assert task.cmds[:3] == ["python", "-m", "jobs.plan"]
+    pod, _ = render_pod(task)
+    validate_k8s(pod)
+    assert restricted_violations(pod["spec"]) == []
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    base, sidecar = containers["base"], containers[SIDECAR_CONTAINER_NAME]
+    assert base["command"][-4:] == [
+        "--num-shards",
+        "2",  # the run's param (context()); empty when unset: test_k8s_profile_values.py
+        "--result-file",
+        "/airflow/xcom/return.json",
+    ]
+    # The sidecar reads the value from the shared XCom volume, in the job's own image.
+    assert (sidecar["image"], sidecar["imagePullPolicy"]) == (base["image"], "IfNotPresent")
+    xcom = {"name": "xcom", "mountPath": "/airflow/xcom"}
+    assert xcom in base["volumeMounts"] and xcom in sidecar["volumeMounts"]
+    assert {"name": "xcom", "emptyDir": {}} in pod["spec"]["volumes"]
+    # The check sees the sidecar: without the house security context it would fail.
+    bare = copy.deepcopy(pod["spec"])
+    next(c for c in bare["containers"] if c["name"] == SIDECAR_CONTAINER_NAME).pop(
+        "securityContext"
+    )
+    assert restricted_violations(bare) == [
+        f"containers[{SIDECAR_CONTAINER_NAME}]: allowPrivilegeEscalation is not false",
+        f"containers[{SIDECAR_CONTAINER_NAME}]: capabilities do not drop ALL",
+        f"containers[{SIDECAR_CONTAINER_NAME}]: readOnlyRootFilesystem is not true",
+    ]
