@@ -120,6 +120,10 @@ for kind in "${kinds[@]}"; do
   built+=("$image")
 done
 
+if [[ $builder == podman ]] && ! $dry_run; then
+  # A rebuild under the same tag (-dirty) leaves the previous image untagged: gigabytes each.
+  podman image prune -f >/dev/null
+fi
 if $load && ! $dry_run; then
   [[ $builder == podman ]] || { echo "build_images: --load needs podman" >&2; exit 2; }
   scripts/cluster/load-image.sh "${built[@]}" >&2

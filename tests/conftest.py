@@ -23,6 +23,22 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.pop("SYNTHLLM_PROFILE", None)
+# Deployment settings, read when synthllm_tasks.kubernetes / .sizing is imported or a DAG file
+# is parsed: one exported in the shell (a build's SYNTHLLM_IMAGE_TAG, the local cluster's
+# SYNTHLLM_K8S_SIZES=small) would change what the DAG and Kubernetes tests build. Tests set
+# them explicitly (monkeypatch) where they are the subject; the cluster tests pass the
+# cluster's own to their subprocesses.
+for _name in (
+    "SYNTHLLM_K8S_NAMESPACE",
+    "SYNTHLLM_IMAGE_REGISTRY",
+    "SYNTHLLM_IMAGE_TAG",
+    "SYNTHLLM_IMAGE_PULL_POLICY",
+    "SYNTHLLM_SPARK_RUNTIME",
+    "SYNTHLLM_K8S_GPUS",
+    "SYNTHLLM_K8S_SIZES",
+    "SYNTHLLM_GPU_POOL",
+):
+    os.environ.pop(_name, None)
 if str(DAGS) not in sys.path:
     sys.path.insert(0, str(DAGS))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

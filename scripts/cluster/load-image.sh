@@ -36,6 +36,20 @@ podman_name() {
 
 containerd_has() { ctr_k8s images ls -q | grep -xF "$1" >/dev/null; }
 
+# Nothing pulls images back here, and each is gigabytes: once a build of a repository is in,
+# the node keeps only that tag of it (a pod still running an old one keeps its snapshot).
+drop_other_tags() {
+  local name repo other
+  for name in "$@"; do
+    repo=${name%:*}
+    while read -r other; do
+      [[ $other == "$repo:"* && $other != "$name" ]] || continue
+      log "removing the older $other from containerd"
+      ctr_k8s images rm "$other" >/dev/null || true
+    done < <(ctr_k8s images ls -q)
+  done
+}
+
 # Every image still to import goes into ONE archive: images built FROM another (the Spark
 # image FROM the Python one) share its layers, which a multi-image archive holds once.
 load_images() {
@@ -63,6 +77,7 @@ load_images() {
       printf '%s\n' "${ids[i]}" >"$STAMP_DIR/$(tr '/:' '__' <<<"${todo[i]}").id"
     done
     log "imported ${todo[*]} into containerd in $((SECONDS - start))s"
+    drop_other_tags "${todo[@]}"
   fi
   for name in "${names[@]}"; do
     log "pods use image: $name"

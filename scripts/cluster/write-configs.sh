@@ -76,7 +76,7 @@ EOF
 log "wrote $CNI_CONF_DIR/10-$CNI_NETWORK.conflist (bridge $CNI_BRIDGE, pods $POD_CIDR)"
 
 # Eviction thresholds are low because CI disks are small and nothing here can be pulled back;
-# for the same reason image GC never runs (100%) and the sandbox image is pinned by containerd.
+# for the same reason image GC never runs (100%).
 cat >"$CONF_DIR/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -102,12 +102,18 @@ resolvConf: /etc/resolv.conf
 podLogsDir: $POD_LOG_DIR
 volumePluginDir: $KUBELET_ROOT/volume-plugins
 maxPods: 110
+# Absolute, small: under disk pressure the kubelet deletes every unused image, the pause
+# image included, and nothing can pull them back; the machine's disk is shared and its free
+# space moves by gigabytes, so a percentage of it (2% = 5 GB here) was crossed mid-run.
 evictionHard:
   memory.available: 200Mi
-  nodefs.available: 2%
-  nodefs.inodesFree: 2%
-  imagefs.available: 2%
-  imagefs.inodesFree: 2%
+  nodefs.available: 1Gi
+  nodefs.inodesFree: 1%
+  imagefs.available: 1Gi
+  imagefs.inodesFree: 1%
+# The disk is shared and its free space moves: once space is back, pods schedule within 30 s
+# instead of the default 5 minutes.
+evictionPressureTransitionPeriod: 30s
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false

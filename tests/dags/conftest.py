@@ -17,22 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 
 # The Airflow environment (a throw-away AIRFLOW_HOME) is set by tests/conftest.py.
-# Deployment settings, read when synthllm_tasks.kubernetes / .sizing is imported or a DAG file
-# is parsed: one exported in the shell (a build's SYNTHLLM_IMAGE_TAG, the local cluster's
-# SYNTHLLM_K8S_SIZES=small) would change the operators every test here checks. Tests set them
-# explicitly (monkeypatch) where they are the subject. (tests/k8s/conftest.py does the same.)
-DEPLOYMENT_ENV = (
-    "SYNTHLLM_K8S_NAMESPACE",
-    "SYNTHLLM_IMAGE_REGISTRY",
-    "SYNTHLLM_IMAGE_TAG",
-    "SYNTHLLM_IMAGE_PULL_POLICY",
-    "SYNTHLLM_SPARK_RUNTIME",
-    "SYNTHLLM_K8S_GPUS",
-    "SYNTHLLM_K8S_SIZES",
-    "SYNTHLLM_GPU_POOL",
-)
-for _name in DEPLOYMENT_ENV:
-    os.environ.pop(_name, None)
 
 
 def _parse_dags(profile: str = "local"):

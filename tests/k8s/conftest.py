@@ -8,7 +8,6 @@ schema from ../shared/reference/k8s-crds/ (tests skip, saying why, where it is a
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import pytest
@@ -22,22 +21,6 @@ CRD_FILE = REPO.parent / "shared/reference/k8s-crds/sparkoperator.k8s.io_sparkap
 K8S_VERSION = "1.33"
 
 # The Airflow environment (a throw-away AIRFLOW_HOME) is set by tests/conftest.py.
-# Deployment settings, read when synthllm_tasks.kubernetes / .sizing is imported or a DAG file
-# is parsed: one exported in the shell (a build's SYNTHLLM_IMAGE_TAG, the local cluster's
-# SYNTHLLM_K8S_SIZES=small) would change what every test here renders. Tests set them
-# explicitly (monkeypatch) where they are the subject.
-DEPLOYMENT_ENV = (
-    "SYNTHLLM_K8S_NAMESPACE",
-    "SYNTHLLM_IMAGE_REGISTRY",
-    "SYNTHLLM_IMAGE_TAG",
-    "SYNTHLLM_IMAGE_PULL_POLICY",
-    "SYNTHLLM_SPARK_RUNTIME",
-    "SYNTHLLM_K8S_GPUS",
-    "SYNTHLLM_K8S_SIZES",
-    "SYNTHLLM_GPU_POOL",
-)
-for _name in DEPLOYMENT_ENV:
-    os.environ.pop(_name, None)
 
 
 def _close_objects(schema):

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from dag_tasks import SPARK_TASKS
 from kubernetes.client import ApiClient
 from restricted import restricted_violations, spark_role_pod
 
@@ -21,13 +22,6 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 TEMPLATES = DAGS / "synthllm_tasks/pod_templates"
 SNAPSHOT = "2026-11-01"
 RUN_ID = "scheduled__2026-11-01T00:00:00+00:00"
-SPARK_TASKS = {
-    "ingest": "jobs.ingest.ingest",
-    "filter": "jobs.filter.filter",
-    "build_graph": "jobs.graph.build",
-    "sample_combinations": "jobs.graph.combinations",
-    "clean_questions": "jobs.questions.clean",
-}
 MAPPED_TASKS = {"concepts_generate", "questions_generate", "answers_generate"}
 GPU_TASKS = {"write_positives", "refine"} | MAPPED_TASKS
 POD_TASKS = {

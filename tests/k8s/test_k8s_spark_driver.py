@@ -15,17 +15,11 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from dag_tasks import SPARK_TASKS
 from kubernetes.client import ApiClient
 from restricted import restricted_violations
 
 REPO = Path(__file__).resolve().parents[2]
-SPARK_TASKS = {
-    "ingest": "jobs.ingest.ingest",
-    "filter": "jobs.filter.filter",
-    "build_graph": "jobs.graph.build",
-    "sample_combinations": "jobs.graph.combinations",
-    "clean_questions": "jobs.questions.clean",
-}
 # Defined by the kubelet for every pod: the API server's in-cluster address.
 SERVICE_ENV = {"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}
 EXPANSION = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
