@@ -14,8 +14,21 @@ HERE = Path(__file__).resolve().parent
 OVERLAY = "configs/cluster-local.toml"
 
 
+def tracked(path: str) -> bool:
+    """The checkout's own file or folder: git tracks it (ignored outputs such as ``var/`` are
+    made at run time, never shipped in an image)."""
+    done = subprocess.run(
+        ["git", "--literal-pathspecs", "ls-files", "--", path],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return bool(done.stdout.strip())
+
+
 def config_paths(cfg) -> set[str]:
-    """Repository-relative paths the config names (``file://./x`` or a path in the checkout)."""
+    """Repository-relative paths the config names (``file://./x`` or a tracked path)."""
     found: set[str] = set()
 
     def walk(node) -> None:
@@ -28,7 +41,13 @@ def config_paths(cfg) -> set[str]:
         elif isinstance(node, str):
             if node.startswith("file://./"):
                 found.add(node.removeprefix("file://./"))
-            elif "://" not in node and not node.startswith("/") and (REPO / node).exists():
+            elif (
+                node.strip(" ./")
+                and "://" not in node
+                and not node.startswith("/")
+                and (REPO / node).exists()
+                and tracked(node)
+            ):
                 found.add(node)
 
     walk(cfg.model_dump(mode="json"))

@@ -116,3 +116,15 @@ def test_a_set_param_wins_over_the_profile(k8s_dag, pod_env, tmp_path):
     assert count == 4
     pod = render_pod(k8s_dag.get_task("answers_prepare"), count)
     assert pod["spec"]["containers"][0]["command"][-2:] == ["--num-shards", "4"]
+
+
+@pytest.mark.parametrize("overlay", [None, "configs/cluster-local.toml"])
+def test_the_profile_writes_only_under_tmp_in_a_pod(overlay):
+    """The pods' root filesystem is read-only; /tmp (an emptyDir) is the one writable path."""
+    from jobs.config import REPO_ROOT, load_config
+
+    cfg = load_config("kubernetes", str(REPO_ROOT / overlay) if overlay else None)
+    assert cfg.train.cache_dir.startswith("/tmp/")
+    assert cfg.storage.root_uri.startswith("s3://")
+    local = load_config("local")
+    assert not local.train.cache_dir.startswith("/tmp/")  # the check can tell them apart
