@@ -104,10 +104,29 @@ class IngestConfig(_Section):
     text_field: str = "text"
     id_field: str = "id"
     max_text_chars: int = Field(200_000, ge=1)
+    # A longer input line (or Parquet row as JSON) is quarantined as line_too_long, measured in
+    # the JVM: Python sees its first 40 kB only. 4 MiB holds max_text_chars of \uXXXX-escaped
+    # text with room for metadata, and bounds the Python worker's memory per row.
+    max_line_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     output_file_mb: int = Field(128, ge=1)  # target size of one output Parquet file (by text)
-    # An input file that cannot be read (bad gzip, bad Parquet): "fail" stops the job naming
-    # it; "quarantine" lists it in quarantine/ingest (reason unreadable_file) and goes on.
+    # An input file that cannot be read (bad gzip, bad Parquet) or a Parquet file without the
+    # text column: "fail" stops the job naming it; "quarantine" lists it in quarantine/ingest
+    # (reason unreadable_file or missing_text_column) and goes on.
     on_corrupt_file: Literal["fail", "quarantine"] = "fail"
+
+
+class CorpusConfig(_Section):
+    """How ingest knows a corpus snapshot has finished landing (``{root}/corpus/{snapshot}/``)."""
+
+    # Off: a snapshot is ingested as found. On: only once marker_name exists in its folder,
+    # written by the producer after its last file (a half-copied snapshot is not ingested).
+    require_marker: bool = False
+    # Hadoop/Spark writers' convention. The sample snapshots (jobs.corpus.build_sample) end
+    # with _corpus.json, which can serve as the marker for them.
+    marker_name: str = Field("_SUCCESS", pattern=r"^[^/]+$")
+    # Wait this long for a missing marker, then fail as transient: each task retry waits again.
+    marker_wait_s: float = Field(600.0, ge=0)
+    marker_poll_s: float = Field(30.0, gt=0)
 
 
 class FilterConfig(_Section):
@@ -166,6 +185,9 @@ class RefineConfig(_Section):
     num_rate_random: int = Field(2000, ge=0)
     # Fewer parseable ratings than this: the round keeps the previous set (logged, counted).
     min_ratings: int = Field(8, ge=2)
+    # A round whose regressor keeps less than this share of the previous set keeps the
+    # previous set instead (a regressor fit on a handful of ratings can keep 1 of 2,000).
+    min_keep_share: float = Field(0.2, ge=0, le=1)
     max_doc_chars: int = Field(2000, ge=100)  # document text shown to the rater
     max_new_tokens: int = Field(24, ge=8)
     num_trees: int = Field(100, ge=1)
@@ -325,6 +347,10 @@ class CleanConfig(_Section):
     eval_sets: list[EvalSetRef] = []
     # The trainer's evaluation set (evaluation.eval_set_uri, or the built-in set) too.
     include_train_eval_set: bool = True
+    # prompt_echo: a question this similar to a prompt's worked example is a copy of it
+    # (character 3-gram Jaccard of the normalised words, numbers as #: echo_of in
+    # jobs/questions/cleaning.py; paraphrases measured 0.46-0.9, other questions <= 0.35).
+    echo_similarity: float = Field(0.45, gt=0, le=1)
 
     @model_validator(mode="after")
     def _ranges(self) -> CleanConfig:
@@ -371,6 +397,7 @@ class PipelineConfig(_Section):
     profile: Literal["local", "kubernetes"] = "local"
     storage: StorageConfig = StorageConfig()
     spark: SparkConfig = SparkConfig()
+    corpus: CorpusConfig = CorpusConfig()
     ingest: IngestConfig = IngestConfig()
     filter: FilterConfig = FilterConfig()
     refine: RefineConfig = RefineConfig()

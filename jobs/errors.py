@@ -56,6 +56,7 @@ _BOTOCORE_TRANSIENT = (
     "ConnectionError",
     "ConnectTimeoutError",
     "ReadTimeoutError",
+    "IncompleteReadError",  # a GetObject body cut short: the connection dropped mid-read
 )
 _AWS_TRANSIENT_CODES = frozenset(
     {
@@ -89,7 +90,9 @@ _SPARK_TRANSIENT = re.compile(
     r"java\.net\.(SocketTimeoutException|SocketException|ConnectException|"
     r"UnknownHostException|NoRouteToHostException)|ConnectTimeoutException|"
     r"SdkClientException|AWSClientIOException|Unable to execute HTTP request|"
-    r"Connection reset|Connection refused|Broken pipe|Status Code: 503|SlowDown"
+    r"Connection reset|Connection refused|Broken pipe|Status Code: 50[0234]|SlowDown|"
+    # S3A's names for an S3 500/503 (InternalError): a failed read, never a corrupt file.
+    r"AWSStatus500Exception|AWSServiceThrottledException|Error Code: InternalError"
 )
 
 

@@ -12,13 +12,28 @@ through boto3's managed transfer, which switches to multipart ``UploadPartCopy``
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobs.config import REPO_ROOT, StorageConfig
+from jobs.errors import TransientError
+
+# How often a conditional PUT that S3 answered 409 ConditionalRequestConflict (another
+# conditional write of the key in flight) is sent again before giving up.
+_CONFLICT_RETRIES = 5
+
+
+class DeleteFailedError(TransientError, OSError):
+    """S3 answered a batch delete with 200 but listed keys it did not delete.
+
+    Transient (exit 75): the keys are still there, so the step that needed them gone must not
+    go on; a retry deletes them again.
+    """
 
 
 def resolve_uri(uri: str) -> str:
@@ -116,6 +131,43 @@ class Storage:
         bucket, key = _split_s3(uri)
         extra = {"ContentType": content_type} if content_type else {}
         self.s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+
+    def create_exclusive(self, uri: str, data: bytes) -> bool:
+        """Write ``uri`` only if it does not exist; False (nothing written) when it does.
+
+        Locally the bytes go to a private temp file that is hard-linked into place (``link``
+        fails if the name exists, and a reader never sees a half-written file); on S3 a
+        conditional ``PutObject`` (``If-None-Match: *``). A PUT whose answer was lost and
+        that botocore resent answers 412, i.e. False, though the object is this writer's:
+        callers that must know read the object back and compare (see jobs/commit.py).
+        """
+        local = self._local(uri)
+        if local is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_name(f".{local.name}.{uuid.uuid4().hex}.partial")
+            tmp.write_bytes(data)
+            try:
+                os.link(tmp, local)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink()
+            return True
+        from botocore.exceptions import ClientError
+
+        bucket, key = _split_s3(uri)
+        for _ in range(_CONFLICT_RETRIES):
+            try:
+                self.s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+                return True
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code == "PreconditionFailed" or status == 412:
+                    return False
+                if code != "ConditionalRequestConflict" and status != 409:
+                    raise
+        raise TransientError(f"{uri}: conditional write kept conflicting with another writer")
 
     def read_text(self, uri: str) -> str:
         return self.read_bytes(uri).decode("utf-8")
@@ -238,7 +290,16 @@ class Storage:
             keys.append(key)
         for i in range(0, len(keys), 1000):
             chunk = [{"Key": k} for k in keys[i : i + 1000]]
-            self.s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+            resp = self.s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk})
+            # 200 does not mean deleted: S3 lists the keys it could not delete in Errors.
+            errors = resp.get("Errors") or []
+            if errors:
+                shown = ", ".join(
+                    f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in errors[:5]
+                )
+                raise DeleteFailedError(
+                    f"s3://{bucket}: {len(errors)} of {len(chunk)} keys not deleted: {shown}"
+                )
 
     def move(self, src: str, dst: str) -> None:
         """Rename locally; copy then delete on S3 (S3 has no rename)."""

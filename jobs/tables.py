@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.storage import Storage, basename, join
+from jobs.commit import committed_files
+from jobs.storage import Storage, basename, join, resolve_uri
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,11 +101,20 @@ def schema(name: str) -> pa.Schema:
     return schemas[name]
 
 
-def _data_files(storage: Storage, uri: str) -> list[str]:
-    """Parquet files of a committed prefix, skipping ``_tmp`` and other hidden entries."""
+def data_files(storage: Storage, uri: str) -> list[str]:
+    """The Parquet files of a prefix: exactly those its commit's manifest lists.
+
+    A prefix without that list (committed before commits were fenced, or written by hand)
+    is listed instead, skipping ``_tmp`` and other hidden entries.
+    """
+    listed = committed_files(storage, uri)
+    base = uri.rstrip("/")
+    if listed is None:
+        listed = storage.walk_files(uri)
+        base = resolve_uri(base) if listed and listed[0].startswith("file://") else base
     out = []
-    for f in storage.walk_files(uri):
-        rel = f[len(uri.rstrip("/")) + 1 :]
+    for f in listed:
+        rel = f[len(base) + 1 :]
         if not f.endswith(".parquet"):
             continue
         if any(part.startswith(("_", ".")) for part in rel.split("/")):
@@ -114,7 +124,7 @@ def _data_files(storage: Storage, uri: str) -> list[str]:
 
 
 def read_table(storage: Storage, uri: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Read every Parquet file below ``uri`` into one DataFrame (in file-name order).
+    """Read the Parquet files of ``uri`` (:func:`data_files`) into one DataFrame, in order.
 
     An absent or empty prefix gives an empty frame with ``columns`` (if named).
     """
@@ -123,7 +133,7 @@ def read_table(storage: Storage, uri: str, columns: Sequence[str] | None = None)
     import pyarrow.parquet as pq
 
     tables = []
-    for f in _data_files(storage, uri):
+    for f in data_files(storage, uri):
         try:
             tables.append(pq.read_table(io.BytesIO(storage.read_bytes(f)), columns=columns))
         except (pa.ArrowInvalid, KeyError) as exc:
@@ -148,7 +158,7 @@ def iter_table_batches(
     import pyarrow.parquet as pq
 
     with tempfile.TemporaryDirectory(prefix="table-batches-") as tmp:
-        for f in _data_files(storage, uri):
+        for f in data_files(storage, uri):
             local = storage.local_path(f)
             if local is None:
                 local = Path(tmp) / "part.parquet"

@@ -3,12 +3,17 @@ r"""The answer prompt (the paper publishes none) and its repair follow-up.
 The model solves step by step and ends with ``\boxed{…}``, the convention of the Qwen-Math
 models the paper used and of its evaluation code. A reply without a box gets one follow-up
 in the same conversation asking only for the boxed final answer: that keeps the first reply's
-reasoning, which the collector joins with the follow-up into one answer text.
+reasoning, which the collector joins with the follow-up into one answer text. The question is
+model output: it is stripped of chat control markers (:mod:`jobs.llm.prompt_data`) first.
 """
 
 from __future__ import annotations
 
-PROMPT_VERSION = "answer/v2"
+from jobs.llm.prompt_data import clean_text
+from jobs.llm.prompt_examples import register_examples
+
+# v3: the question stripped of chat control markers.
+PROMPT_VERSION = "answer/v3"
 SYSTEM = "You are a careful math tutor. You solve problems step by step."
 
 _USER = r"""Solve the following problem. Reason step by step, then write the final answer as
@@ -27,6 +32,7 @@ EXAMPLE_ANSWER = r"""Each pen costs $3$ dollars, so $7$ pens cost $7 \times 3 = 
 The final answer is \boxed{21}"""
 # The start of a repaired answer: the model only has to close the box.
 REPAIR_PREFILL = r"The final answer is \boxed{"
+register_examples("answer", PROMPT_VERSION, [EXAMPLE_QUESTION])
 
 
 def build_messages(question: str) -> list[dict[str, str]]:
@@ -35,7 +41,7 @@ def build_messages(question: str) -> list[dict[str, str]]:
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": _USER.format(question=EXAMPLE_QUESTION)},
         {"role": "assistant", "content": EXAMPLE_ANSWER},
-        {"role": "user", "content": _USER.format(question=question.strip())},
+        {"role": "user", "content": _USER.format(question=clean_text(question).strip())},
     ]
 
 

@@ -2,8 +2,8 @@
 
 ``python -m jobs.concepts.prepare --snapshot S --num-shards N`` reads the committed
 ``documents`` table, takes the ``concepts.max_documents`` best documents (default: as many
-as Level-1 uses, chosen the same way: domain score descending, then doc_id) and commits N
-request shards under ``llm/concepts/requests``.
+as Level-1 uses, chosen the same way: fine-grained score where there is one, then domain
+score, descending, then doc_id) and commits N request shards under ``llm/concepts/requests``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def run(ctx: JobContext) -> StageStats:
     gen = ctx.cfg.generation
     docs_uri = ctx.layout.table("documents")
     require_committed(storage, docs_uri)
-    docs = read_table(storage, docs_uri, columns=["doc_id", "text", "domain_score"])
+    docs = read_table(storage, docs_uri)  # fine_score only when the refine job made it
     limit = ctx.cfg.concepts.max_documents or gen.max_documents
     selected = select_documents(docs, limit)
     requests = [

@@ -5,15 +5,18 @@ in the exact block layout, the task again with the real article, and the start o
 (``<level>``) for the model to continue. The example is about a narrow subject (Pick's
 theorem) so that a copied example is easy to tell from a real answer; the parser drops it
 using ``EXAMPLE_KEYS``. It has 2 topics of 5 concepts (the paper asks for 5-20 per topic)
-to keep the prompt cheap to prefill on CPU.
+to keep the prompt cheap to prefill on CPU. The article is data, in a ``<<<ARTICLE>>>`` block
+stripped of chat control markers (:func:`jobs.questions.prompts.article_block`).
 """
 
 from __future__ import annotations
 
 from jobs.concepts.normalise import node_key
-from jobs.questions.prompts import truncate_document
+from jobs.llm.prompt_data import DATA_NOTE
+from jobs.questions.prompts import article_block
 
-PROMPT_VERSION = "p-k/v1"
+# v2: the article stripped of control markers and delimited as data.
+PROMPT_VERSION = "p-k/v2"
 SYSTEM = "You are a senior math instructor who prepares teaching material."
 # The start of every answer; engines return it as part of the response text.
 PREFILL = "<level>"
@@ -66,8 +69,8 @@ EXAMPLE_KEYS = frozenset(
     node_key(name) for topic, concepts in EXAMPLE_TOPICS for name in (topic, *concepts)
 )
 
-_TASK = """Article:
-{text}
+_TASK = f"""{DATA_NOTE}
+{{text}}
 
 Extract teaching material from the article above; include concepts that are uncommon but
 important.
@@ -83,10 +86,11 @@ colon, then its concepts numbered 1.1, 1.2, and so on."""
 
 def build_messages(text: str, max_chars: int) -> list[dict[str, str]]:
     """The chat messages asking for the topics and key concepts of one document."""
-    user = _TASK.replace("{text}", truncate_document(text.strip(), max_chars))
+    user = _TASK.replace("{text}", article_block(text, max_chars))
+    example = _TASK.replace("{text}", article_block(EXAMPLE_ARTICLE, len(EXAMPLE_ARTICLE)))
     return [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": _TASK.replace("{text}", EXAMPLE_ARTICLE)},
+        {"role": "user", "content": example},
         {"role": "assistant", "content": EXAMPLE_ANSWER},
         {"role": "user", "content": user},
         {"role": "assistant", "content": PREFILL},

@@ -16,6 +16,11 @@ signals. A killed comparison counts as wrong (status ``timeout``); the next one 
 fresh worker. math_verify's alarms work only in a main thread: they run in the worker's, so a
 :class:`Verifier` may be used from any thread of the parent (one comparison at a time per
 verifier, under a lock).
+
+The worker parses model output with sympy, so it gets no secrets: it is started as a fresh
+interpreter (``subprocess``, not ``multiprocessing``, whose spawn copies the parent's whole
+environment) with :func:`worker_environment`, the parent's environment less every cloud
+credential and secret-looking variable; parent and worker talk over a socket pair.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ import importlib
 import importlib.metadata
 import logging
 import math
-import multiprocessing
+import multiprocessing.connection
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +45,32 @@ log = logging.getLogger(__name__)
 
 CORRECT, WRONG, TIMEOUT, ERROR, NO_ANSWER = "correct", "wrong", "timeout", "error", "no_answer"
 _STARTUP_TIMEOUT_S = 120.0  # importing sympy + math_verify on a busy 2-core machine
+# Variables the worker never sees: cloud and registry credentials, and any name that says it
+# holds a secret.
+_SECRET_PREFIXES = (
+    "AWS_", "AZURE_", "GOOGLE_", "GCP_", "GCLOUD_", "CLOUDSDK_", "OPENAI_", "ANTHROPIC_",
+    "HF_", "HUGGING_FACE_", "MINIO_", "SYNTHLLM_S3_", "AIRFLOW_CONN_", "AIRFLOW_VAR_",
+)  # fmt: skip
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+# The worker's first lines: connect, take the parent's import path, then serve.
+_BOOT = (
+    "import sys\n"
+    "from multiprocessing.connection import Connection\n"
+    "conn = Connection(int(sys.argv[1]))\n"
+    "sys.path[:0] = conn.recv()\n"
+    "from jobs.evaluation.verify import _worker\n"
+    "_worker(conn)\n"
+)
+
+
+def worker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without credentials: what the verification worker starts with."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.upper().startswith(_SECRET_PREFIXES)
+        and not any(word in name.upper() for word in _SECRET_WORDS)
+    }
 
 
 def verifier_name() -> str:
@@ -90,6 +124,12 @@ def _serve(conn: Any, compare: Callable[[str, str, float], bool], preload: Seque
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _worker(conn: Any) -> None:
+    """The worker process's entry point (after ``_BOOT``): the task, then :func:`_serve`."""
+    compare, preload = conn.recv()
+    _serve(conn, compare, preload)
+
+
 class Verifier:
     """Compares answers in a worker process that is replaced whenever a comparison overruns."""
 
@@ -110,15 +150,20 @@ class Verifier:
 
     def start(self) -> Verifier:
         """Start the worker without waiting for it (its imports overlap other work)."""
-        if self._proc is None or not self._proc.is_alive():
+        if self._proc is None or self._proc.poll() is not None:
             self._kill()  # the pipe of a worker that died
-            ctx = multiprocessing.get_context("spawn")  # never fork a process with torch threads
-            parent, child = ctx.Pipe()
-            self._proc = ctx.Process(
-                target=_serve, args=(child, self.compare, self.preload), daemon=True
+            # A fresh interpreter (never a fork of a process with torch threads), credentials
+            # left out; it exits when its end of the socket pair closes.
+            parent, child = multiprocessing.connection.Pipe()
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                env=worker_environment(os.environ),
+                stdin=subprocess.DEVNULL,
             )
-            self._proc.start()
             child.close()
+            parent.send(list(sys.path))
+            parent.send((self.compare, self.preload))
             self._conn, self._ready = parent, False
         return self
 
@@ -160,7 +205,10 @@ class Verifier:
     def _kill(self) -> None:
         if self._proc is not None:
             self._proc.kill()
-            self._proc.join(5)
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:  # stuck in the kernel; the OS reaps it later
+                log.warning("verification worker %d did not exit", self._proc.pid)
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
@@ -168,11 +216,11 @@ class Verifier:
 
     def close(self) -> None:
         """Stop the worker (politely, then by force)."""
-        if self._proc is not None and self._proc.is_alive():
+        if self._proc is not None and self._proc.poll() is None:
             try:
                 self._conn.send(None)
-                self._proc.join(2)
-            except (BrokenPipeError, OSError):
+                self._proc.wait(2)
+            except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
                 pass
         self._kill()
 

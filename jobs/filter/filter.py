@@ -1,6 +1,7 @@
 """Filter job: documents_raw → candidates (+ quarantine/filter), paper section 1.1.
 
-Three stages: quality heuristics (``heuristics.py``) and duplicate removal (``dedup.py``:
+Three stages: quality heuristics (``heuristics.py``, prompt injection included: its quarantine
+row names the phrase in ``injection_phrase``) and duplicate removal (``dedup.py``:
 exact copies of the normalised text, then near-duplicates with MinHash LSH) quarantine what
 they remove, with the reason; the cold-start domain classifier (``classifier.py``) scores
 every remaining document. ``candidates`` holds those documents with their scores, the
@@ -74,6 +75,7 @@ def apply_heuristics(raw: DataFrame, cfg: Any) -> DataFrame:
             T.StructField("alpha_ratio", T.DoubleType()),
             T.StructField("symbol_ratio", T.DoubleType()),
             T.StructField("dup_line_fraction", T.DoubleType()),
+            T.StructField("injection_phrase", T.StringType()),
             T.StructField("reason", T.StringType()),
         ]
     )
@@ -83,6 +85,7 @@ def apply_heuristics(raw: DataFrame, cfg: Any) -> DataFrame:
         .withColumn("alpha_ratio", F.col("_h.alpha_ratio"))
         .withColumn("symbol_ratio", F.col("_h.symbol_ratio"))
         .withColumn("dup_line_fraction", F.col("_h.dup_line_fraction"))
+        .withColumn("injection_phrase", F.col("_h.injection_phrase"))
         .withColumn("heuristic_reason", F.col("_h.reason"))
         .drop("_h")
     )
@@ -115,7 +118,7 @@ def quarantine_rows(decided: DataFrame) -> DataFrame:
     # Scores first and the text cut short, so a long document still gives valid JSON; the
     # final cut to MAX_RAW_CHARS only bites on pathological rows (a huge meta map).
     fields = [c for c in DOC_COLUMNS if c != "text"]
-    payload = [*fields, *SCORE_COLUMNS, "duplicate_of", "dup_similarity"]
+    payload = [*fields, *SCORE_COLUMNS, "duplicate_of", "dup_similarity", "injection_phrase"]
     text = F.substring("text", 1, MAX_RAW_TEXT_CHARS).alias("text")
     truncated = (F.length("text") > MAX_RAW_TEXT_CHARS).alias("text_truncated")
     raw = F.substring(F.to_json(F.struct(*payload, truncated, text)), 1, MAX_RAW_CHARS)

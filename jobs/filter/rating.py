@@ -7,7 +7,9 @@ variants (``8``, ``8/10``, ``8 out of 10``, ``eight``, markdown bold, other sepa
 three bare numbers in order); a value outside 1-10 or a missing criterion makes the answer
 unparseable. :func:`rate` asks once more with :func:`repair_prompt` when the first answer
 cannot be read (the same contract as the shard runner's repair, run in-process here because
-the fine-grained rounds need each round's ratings before drawing the next).
+the fine-grained rounds need each round's ratings before drawing the next). The document is
+data: stripped of chat control markers and shown in a ``<<<DOCUMENT>>>`` block
+(:mod:`jobs.llm.prompt_data`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jobs.llm.engine import ChatRequest, ChatResponse, Engine
+from jobs.llm.prompt_data import DATA_NOTE, clean_text, data_block
 from jobs.llm.tasks import LLMTask, register_task
 
 TASK_NAME = "doc_ratings"
-PROMPT_VERSION = "rating-v1"
+# v2: the document stripped of control markers and delimited as data.
+PROMPT_VERSION = "rating-v2"
 PREFILL = "Relevance:"
 CRITERIA = ("relevance", "clarity", "language")
 LOW, HIGH = 1.0, 10.0
@@ -36,10 +40,8 @@ Language: the quality of the writing (grammar, spelling, no boilerplate).
 Reply with three lines, Relevance, Clarity and Language, each followed by a colon and
 your number, and nothing else.
 
-Document:
-\"\"\"
-{text}
-\"\"\""""
+{note}
+{document}"""
 _REPAIR = (
     "Your answer could not be read. Give your own three ratings, each one whole number "
     "from 1 to 10 (not a range): Relevance, Clarity and Language, one per line."
@@ -143,11 +145,19 @@ TASK = register_task(
 )
 
 
+def _document(text: str | None, max_chars: int) -> str:
+    """The document block: cleaned, then cut to ``max_chars`` characters."""
+    return data_block(clean_text(text)[:max_chars])
+
+
 def build_messages(text: str, max_chars: int) -> tuple[dict[str, str], ...]:
     """System, user (the document cut to ``max_chars``) and the prefilled assistant turn."""
     return (
         {"role": "system", "content": _SYSTEM},
-        {"role": "user", "content": _USER.format(text=(text or "")[:max_chars].strip())},
+        {
+            "role": "user",
+            "content": _USER.format(note=DATA_NOTE, document=_document(text, max_chars)),
+        },
         {"role": "assistant", "content": PREFILL},
     )
 
@@ -189,7 +199,7 @@ def _repair(req: ChatRequest, bad_text: str) -> ChatRequest:
     history = req.messages[:-1] if req.prefill is not None else req.messages
     turns = (
         *history,
-        {"role": "assistant", "content": bad_text},
+        {"role": "assistant", "content": clean_text(bad_text)},
         {"role": "user", "content": repair_prompt(bad_text)},
         {"role": "assistant", "content": PREFILL},
     )

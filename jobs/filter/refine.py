@@ -14,7 +14,9 @@ cold-start verdict in ``filter_reason`` and its MiniLM ``embedding``), runs
   ``rating``, ``rating_round``; null when never rated) and ``fine_score``.
 
 It is a GPU job in the DAG (the rater is an LLM); the embeddings come with the candidates,
-so it needs no Spark and no embedding model.
+so it needs no Spark and no embedding model. Every batch of ratings is stored as it arrives
+(:mod:`jobs.filter.rating_store`, under ``llm/doc_ratings``), keyed by request and model, so
+a rerun after a failure or a kill reuses the ratings it already has and rates only the rest.
 """
 
 from __future__ import annotations
@@ -22,22 +24,20 @@ from __future__ import annotations
 import io
 import logging
 from collections import Counter
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jobs.cli import JobContext, run_job
 from jobs.commit import StageOutput, StageStats, require_committed
-from jobs.filter.rating import PROMPT_VERSION, Outcome, rate, rating_request
+from jobs.filter.rating import PROMPT_VERSION, TASK_NAME
+from jobs.filter.rating_store import RatingStore, StoredRater
 from jobs.filter.rounds import Candidates, RoundsResult, run_rounds, score_histograms
 from jobs.storage import Storage, join
-from jobs.tables import PART_FILE, quarantine_row, schema, write_table
+from jobs.tables import PART_FILE, data_files, quarantine_row, schema, write_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-    from jobs.llm.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,7 @@ def read_arrow(storage: Storage, uri: str) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    base = uri.rstrip("/") + "/"
-    files = [
-        f
-        for f in sorted(storage.walk_files(uri))
-        if f.endswith(".parquet")
-        and not any(p.startswith(("_", ".")) for p in f[len(base) :].split("/"))
-    ]
+    files = data_files(storage, uri)
     tables = [pq.read_table(io.BytesIO(storage.read_bytes(f))) for f in files]
     if not tables:
         raise ValueError(f"{uri}: no Parquet files")
@@ -76,22 +70,6 @@ def to_candidates(table: pa.Table) -> Candidates:
         embeddings=emb.reshape(len(vectors), dim),
         cold_kept=np.array([r == "kept" for r in table.column("filter_reason").to_pylist()]),
     )
-
-
-def llm_rater(engine_factory, cfg: Any, gen: Any):
-    """The rater of :func:`run_rounds`: one greedy request per document, engine built once."""
-    engine: list[Engine] = []
-
-    def _rate(t: int, docs: Sequence[tuple[str, str]]) -> list[Outcome]:
-        if not engine:
-            engine.append(engine_factory())
-        requests = [
-            rating_request(f"t{t}-{d}", text, cfg.max_doc_chars, cfg.max_new_tokens, cfg.seed)
-            for d, text in docs
-        ]
-        return rate(engine[0], requests, gen.batch_size)
-
-    return _rate
 
 
 def rating_columns(n: int, result: RoundsResult) -> dict[str, list[Any]]:
@@ -178,6 +156,7 @@ def run(ctx: JobContext, engine_factory=None) -> StageStats:
     import pyarrow as pa
 
     from jobs.llm.engine import make_engine
+    from jobs.llm.fingerprint import model_fingerprint
     from jobs.llm.tasks import generation_for
 
     cfg, storage, layout = ctx.cfg.refine, Storage(ctx.cfg.storage), ctx.layout
@@ -187,7 +166,9 @@ def run(ctx: JobContext, engine_factory=None) -> StageStats:
     outputs = [StageOutput(storage, layout.table("documents"), ctx.attempt)]  # wall time
     table = read_arrow(storage, source)
     cand = to_candidates(table)
-    rater = llm_rater(engine_factory or (lambda: make_engine(gen)), cfg, gen)
+    store = RatingStore(storage, layout.llm_task(TASK_NAME), ctx.attempt)
+    factory = engine_factory or (lambda: make_engine(gen))
+    rater = StoredRater(store, factory, cfg, gen.batch_size, model_fingerprint(gen)["sha256"])
     result = run_rounds(cand, rater, cfg)
     reason = "below_fine_threshold" if result.decided_by else "off_domain"
     failures = rating_failures(cand, result, ctx.snapshot)
@@ -210,7 +191,7 @@ def run(ctx: JobContext, engine_factory=None) -> StageStats:
         rows_in=table.num_rows,
         rows_out=kept.num_rows,
         quarantined={reason: len(removed)} if removed else {},
-        extra={"refine": refine_stats(cand, result, cfg, gen, fail_counts, table)},
+        extra={"refine": refine_stats(cand, result, cfg, gen, fail_counts, table, rater)},
     )
     stats.check_balance()
     out = outputs[0]
@@ -220,7 +201,7 @@ def run(ctx: JobContext, engine_factory=None) -> StageStats:
     return stats
 
 
-def refine_stats(cand, result, cfg, gen, fail_counts, table) -> dict[str, Any]:
+def refine_stats(cand, result, cfg, gen, fail_counts, table, rater) -> dict[str, Any]:
     """The ``refine`` block of documents/_stats.json (the report's filter section)."""
     cold = np.array(
         [np.nan if v is None else v for v in table.column("domain_score").to_pylist()], float
@@ -230,9 +211,12 @@ def refine_stats(cand, result, cfg, gen, fail_counts, table) -> dict[str, Any]:
         "cold_start_kept": int(cand.cold_kept.sum()),
         "num_iterations": cfg.num_iterations,
         "threshold": cfg.threshold,
+        "min_keep_share": cfg.min_keep_share,
         "decided_by_round": result.decided_by,
         "rounds": result.rounds,
         "ratings_quarantined": fail_counts,
+        "ratings_reused": rater.reused,  # stored by an earlier attempt of this run
+        "ratings_generated": rater.generated,
         "rater_model": gen.model,
         "histograms": score_histograms(cold, result),
     }

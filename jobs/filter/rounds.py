@@ -4,9 +4,12 @@ Round t rates a sample of the previous set D^{t-1} plus a random sample D_R of t
 (the candidates), trains a random-forest regressor on the MiniLM embeddings to predict the
 mean rating, scores every candidate and keeps those above the threshold as D^t. D^0 is the
 cold-start classifier's set. A document rated in an earlier round keeps that rating (the
-rater is greedy, so asking again would give the same answer). A round that gets fewer than
-``refine.min_ratings`` readable ratings, or whose regressor keeps nothing, keeps the
-previous set instead and says why in its stats (``fallback``).
+rater is greedy, so asking again would give the same answer). A round keeps the previous set
+instead, and says why in its stats (``fallback``), when it gets fewer than
+``refine.min_ratings`` readable ratings (``too_few_ratings``), when its regressor keeps
+nothing (``none_above_threshold``), or when it keeps less than ``refine.min_keep_share`` of
+the previous set (``collapsed``: a regressor fit on a handful of ratings can score all but
+one document under the threshold).
 """
 
 from __future__ import annotations
@@ -130,16 +133,20 @@ def run_rounds(cand: Candidates, rate: Rater, cfg: Any) -> RoundsResult:
             model = fit_regressor(cand.embeddings[usable], y, cfg, cfg.seed + t)
             scores = model.predict(cand.embeddings) if n else np.zeros(0)
             selected = scores > cfg.threshold
-            stats["above_threshold"] = int(selected.sum())
+            share = selected.sum() / max(1, int(current.sum()))
+            stats.update(above_threshold=int(selected.sum()), keep_share=round(float(share), 4))
             if not selected.any():
                 stats["fallback"] = "none_above_threshold"
+            elif share < cfg.min_keep_share:
+                stats["fallback"] = "collapsed"
             else:
                 current, result.fine_score, result.decided_by = selected, scores, t
         if stats["fallback"]:
             log.warning(
-                "fine-grained round %d: %s (%d readable ratings, min %d); keeping the previous "
-                "set of %d documents", t, stats["fallback"], len(usable), cfg.min_ratings,
-                int(current.sum()),
+                "fine-grained round %d: %s (%d readable ratings, min %d; %s of %d above the "
+                "threshold, min share %g); keeping the previous set of %d documents",
+                t, stats["fallback"], len(usable), cfg.min_ratings,
+                stats.get("above_threshold", "none"), n, cfg.min_keep_share, int(current.sum()),
             )  # fmt: skip
         stats.update(kept=int(current.sum()), seconds=round(time.monotonic() - started, 2))
         log.info("fine-grained round %d: %s", t, stats)

@@ -4,8 +4,9 @@
 combination ``(combo_id, level, topic_ids, concept_ids, topics, concepts, ref_doc_ids,
 ref_jaccard, walk_end_reason, snapshot)``:
 
-- Level-1 ``l1-{doc_id}``: the ``generation.max_documents`` best documents (domain score
-  descending, then doc_id), no concepts;
+- Level-1 ``l1-{doc_id}``: the ``generation.max_documents`` best documents (the refine job's
+  ``fine_score`` descending where documents have one, then ``domain_score``, then doc_id:
+  :data:`jobs.questions.prepare.RANK_COLUMNS`), no concepts;
 - Level-2 ``l2-{doc_id}``: every document with extracted concepts, its own topics and key
   concepts;
 - Level-3 ``l3-{walk_id}``: the weighted random walks of :mod:`jobs.graph.walks` over the
@@ -71,10 +72,16 @@ def _names(ids: DataFrame, key: str, column: str, names: DataFrame) -> DataFrame
 
 
 def level1(documents: DataFrame, max_documents: int) -> DataFrame:
-    """One combination per selected document (the order Level-1 always used)."""
+    """One combination per selected document, in ``select_documents``' order."""
     from pyspark.sql import functions as F
 
-    best = documents.orderBy(F.col("domain_score").desc_nulls_last(), "doc_id").limit(max_documents)
+    from jobs.questions.prepare import RANK_COLUMNS
+
+    rank = [
+        (F.col(c) if c in documents.columns else F.lit(None).cast("double")).desc_nulls_last()
+        for c in RANK_COLUMNS
+    ]
+    best = documents.orderBy(*rank, "doc_id").limit(max_documents)
     empty = F.array().cast("array<string>")
     return best.select(
         F.concat(F.lit("l1-"), "doc_id").alias("combo_id"),
@@ -232,7 +239,7 @@ def run(ctx: JobContext) -> StageStats:
         StageOutput(storage, layout.table(STAGE), ctx.attempt),
     )
     spark = build_session(ctx.cfg, "synthllm-sample-combinations")
-    documents = spark.read.parquet(to_spark_uri(inputs[0])).select("doc_id", "domain_score")
+    documents = spark.read.parquet(to_spark_uri(inputs[0]))
     doc_concepts = spark.read.parquet(to_spark_uri(inputs[1]))
     vertices = spark.read.parquet(to_spark_uri(join(inputs[2], "vertices")))
     edges = spark.read.parquet(to_spark_uri(join(inputs[2], "edges")))

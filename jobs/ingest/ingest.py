@@ -4,11 +4,16 @@
 
 Reads every ``*.jsonl``, ``*.jsonl.gz`` and ``*.parquet`` under ``{root}/corpus/{snapshot}/``,
 normalises rows to the ``documents_raw`` contract with a stable ``doc_id``, and quarantines
-every row it cannot use with a reason. A snapshot that cannot be read as a whole (no files, a
-file without the text field) stops the job with an error naming the file. A corrupt file (bad
-gzip stream, not Parquet) follows ``ingest.on_corrupt_file``: ``fail`` stops the job naming
-it; ``quarantine`` writes one ``unreadable_file`` quarantine row for it (``raw`` = the reader's
-error), ingests the other files and lists it in the stats' ``corrupt_files``.
+every row it cannot use with a reason: no row fails the job, whatever it holds (``rules``; a
+line over ``ingest.max_line_bytes`` is quarantined unparsed). A snapshot that cannot be read as
+a whole (no files, a JSON file in which no row has the text field) stops the job with an error
+naming the file. A corrupt file (bad gzip stream, not Parquet) or a Parquet file without the
+text column follows ``ingest.on_corrupt_file``: ``fail`` stops the job naming it (and, for a
+missing column, the columns found); ``quarantine`` writes one ``unreadable_file`` or
+``missing_text_column`` quarantine row for it (``raw`` = the error), ingests the other files and
+lists it in the stats' ``corrupt_files`` or ``wrong_schema_files``. With
+``corpus.require_marker`` the job first waits for the snapshot's completion marker
+(``jobs.corpus.marker``).
 """
 
 from __future__ import annotations
@@ -21,15 +26,14 @@ from typing import TYPE_CHECKING, Any
 from jobs.cli import JobContext, base_parser, run_job
 from jobs.commit import StageOutput, StageStats
 from jobs.config import IngestConfig
+from jobs.corpus.marker import wait_for_marker
 from jobs.ingest import reader
 from jobs.ingest.rules import (
     BLANK,
     DUPLICATE_ID,
-    INVALID_UTF8,
-    MALFORMED_JSON,
+    MISSING_TEXT_COLUMN,
     RAW_MAX_CHARS,
     STAGE,
-    UNREADABLE_FILE,
     CorruptFileError,
     Fields,
     IngestInputError,
@@ -78,6 +82,7 @@ def tally(rows: DataFrame) -> Tally:
         rows.groupBy("source_file", "reason")
         .agg(
             F.count(F.lit(1)).alias("n"),
+            F.sum(F.col("is_object").cast("long")).alias("objects"),
             F.sum(F.col("has_text").cast("long")).alias("with_text"),
             F.sum(F.coalesce("num_chars", F.lit(0))).alias("chars"),
             F.sum(F.length("raw")).alias("raw_chars"),
@@ -99,9 +104,8 @@ def tally(rows: DataFrame) -> Tally:
         else:
             stats.quarantined[r.reason] = stats.quarantined.get(r.reason, 0) + r.n
             q_chars += r.raw_chars or 0
-        if r.reason not in (MALFORMED_JSON, INVALID_UTF8):
-            objects[r.source_file] = objects.get(r.source_file, 0) + r.n
-            with_text[r.source_file] = with_text.get(r.source_file, 0) + (r.with_text or 0)
+        objects[r.source_file] = objects.get(r.source_file, 0) + (r.objects or 0)
+        with_text[r.source_file] = with_text.get(r.source_file, 0) + (r.with_text or 0)
     for source_file in sorted(objects):
         if objects[source_file] and not with_text[source_file]:
             raise IngestInputError(
@@ -129,11 +133,12 @@ def read_parsed(spark: SparkSession, files: list[str], cfg: IngestConfig) -> Dat
     json_files = [f for f in files if not f.endswith(".parquet")]
     parquet_files = [f for f in files if f.endswith(".parquet")]
     log.info("ingest: %d JSON-lines and %d parquet files", len(json_files), len(parquet_files))
-    frames = [reader.read_json_lines(spark, json_files)] if json_files else []
+    limit = cfg.max_line_bytes
+    frames = [reader.read_json_lines(spark, json_files, limit)] if json_files else []
     if parquet_files:
-        frames.append(reader.read_parquet_rows(spark, parquet_files, cfg.text_field))
+        frames.append(reader.read_parquet_rows(spark, parquet_files, cfg.text_field, limit))
     lines = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
-    fields = Fields(cfg.text_field, cfg.id_field, cfg.max_text_chars)
+    fields = Fields(cfg.text_field, cfg.id_field, cfg.max_text_chars, limit)
     return mark_duplicates(reader.parse_rows(lines, fields))
 
 
@@ -152,7 +157,7 @@ def _count(rows: DataFrame) -> Tally:
 
 def read_counted(
     spark: SparkSession, files: list[str], cfg: IngestConfig
-) -> tuple[DataFrame, Tally, dict[str, str]]:
+) -> tuple[DataFrame, Tally, dict[str, CorruptFileError]]:
     """Parse and count ``files``; under the quarantine policy, set corrupt files aside.
 
     Returns the persisted parsed rows, their tally and ``{uri: error}`` of the files set aside.
@@ -161,7 +166,7 @@ def read_counted(
     """
     from pyspark import StorageLevel
 
-    unreadable: dict[str, str] = {}
+    unreadable: dict[str, CorruptFileError] = {}
     while True:
         live = [f for f in files if f not in unreadable]
         if not live:
@@ -176,18 +181,24 @@ def read_counted(
                 rows.unpersist()
             if cfg.on_corrupt_file == "fail" or exc.uri not in live:
                 raise
-            log.warning("ingest: quarantining unreadable file %s: %s", exc.uri, exc.error)
-            unreadable[exc.uri] = exc.error
+            log.warning("ingest: quarantining file %s (%s): %s", exc.uri, exc.reason, exc.error)
+            unreadable[exc.uri] = exc
 
 
-def add_unreadable(counted: Tally, unreadable: dict[str, str]) -> None:
-    """Count each unreadable file as one input row quarantined as ``unreadable_file``."""
+def add_unreadable(counted: Tally, unreadable: dict[str, CorruptFileError]) -> None:
+    """Count each file set aside as one input row quarantined with the file's reason."""
     stats = counted.stats
-    if unreadable:
-        stats.rows_in += len(unreadable)
-        stats.quarantined[UNREADABLE_FILE] = len(unreadable)
-        counted.quarantine_chars += sum(len(e) for e in unreadable.values())
-    stats.extra["corrupt_files"] = [{"file": u, "error": e} for u, e in sorted(unreadable.items())]
+    for exc in unreadable.values():
+        stats.rows_in += 1
+        stats.quarantined[exc.reason] = stats.quarantined.get(exc.reason, 0) + 1
+        counted.quarantine_chars += len(exc.error)
+    listed = sorted(unreadable.items())
+    stats.extra["corrupt_files"] = [
+        {"file": u, "error": e.error} for u, e in listed if e.reason != MISSING_TEXT_COLUMN
+    ]
+    stats.extra["wrong_schema_files"] = [
+        {"file": u, "error": e.error} for u, e in listed if e.reason == MISSING_TEXT_COLUMN
+    ]
     stats.check_balance()
     log.info(
         "ingest: rows_in=%d rows_out=%d quarantined=%s blank_lines=%d corrupt_files=%d",
@@ -199,28 +210,52 @@ def add_unreadable(counted: Tally, unreadable: dict[str, str]) -> None:
     )
 
 
-def unreadable_rows(spark: SparkSession, unreadable: dict[str, str], snapshot: str) -> DataFrame:
-    """One quarantine row per unreadable file, sorted with the others by ``source_file``."""
+def unreadable_rows(
+    spark: SparkSession, unreadable: dict[str, CorruptFileError], snapshot: str
+) -> DataFrame:
+    """One quarantine row per file set aside, sorted with the others by ``source_file``."""
     rows: list[tuple[Any, ...]] = [
-        (STAGE, UNREADABLE_FILE, None, uri, error[:RAW_MAX_CHARS], snapshot, 0, 0)
-        for uri, error in sorted(unreadable.items())
+        (STAGE, exc.reason, None, uri, exc.error[:RAW_MAX_CHARS], snapshot, 0, 0)
+        for uri, exc in sorted(unreadable.items())
     ]
     return spark.createDataFrame(rows, _UNREADABLE_SCHEMA)
 
 
 def run(ctx: JobContext) -> StageStats:
-    """Read the snapshot, normalise and quarantine rows, commit both outputs."""
-    from pyspark.sql import functions as F
-
+    """Wait for the snapshot, normalise and quarantine its rows, commit both outputs."""
     from jobs.spark import build_session
 
-    cfg = ctx.cfg.ingest
     storage = Storage(ctx.cfg.storage)
+    marker = wait_for_marker(storage, ctx.layout.corpus, ctx.cfg.corpus)
     files = reader.list_inputs(storage, ctx.layout.corpus)
     spark = build_session(ctx.cfg, "synthllm-ingest")
-    rows, counted, unreadable = read_counted(spark, files, cfg)
     q_out = StageOutput(storage, ctx.layout.quarantine(STAGE), ctx.attempt)
     d_out = StageOutput(storage, ctx.layout.table("documents_raw"), ctx.attempt)
+    with reader.ingest_sql_conf(spark):
+        stats = _ingest(ctx, spark, files, q_out, d_out)
+    manifest = ctx.manifest(
+        "ingest", files, table="documents_raw", columns=list(DOC_COLUMNS), corpus_marker=marker
+    )
+    q_stats = StageStats(
+        rows_in=stats.rows_quarantined,
+        rows_out=stats.rows_quarantined,
+        extra={"stage": STAGE, "by_reason": dict(sorted(stats.quarantined.items()))},
+    )
+    # Quarantine first: once documents_raw is committed, its rejects are already readable.
+    q_manifest = {**manifest, "table": "quarantine/ingest", "columns": list(QUARANTINE_COLUMNS)}
+    q_out.commit(q_manifest, q_stats)
+    d_out.commit(manifest, stats)
+    return stats
+
+
+def _ingest(
+    ctx: JobContext, spark: SparkSession, files: list[str], q_out: StageOutput, d_out: StageOutput
+) -> StageStats:
+    """Parse and count ``files``, write both outputs under their ``_tmp``; returns the stats."""
+    from pyspark.sql import functions as F
+
+    cfg = ctx.cfg.ingest
+    rows, counted, unreadable = read_counted(spark, files, cfg)
     try:
         add_unreadable(counted, unreadable)
         snap = F.lit(ctx.snapshot)
@@ -236,18 +271,7 @@ def run(ctx: JobContext) -> StageStats:
         _write(docs, d_out, num_files(counted.doc_chars, cfg.output_file_mb), DOC_COLUMNS)
     finally:
         rows.unpersist()
-    stats = counted.stats
-    manifest = ctx.manifest("ingest", files, table="documents_raw", columns=list(DOC_COLUMNS))
-    q_stats = StageStats(
-        rows_in=stats.rows_quarantined,
-        rows_out=stats.rows_quarantined,
-        extra={"stage": STAGE, "by_reason": dict(sorted(stats.quarantined.items()))},
-    )
-    # Quarantine first: once documents_raw is committed, its rejects are already readable.
-    q_manifest = {**manifest, "table": "quarantine/ingest", "columns": list(QUARANTINE_COLUMNS)}
-    q_out.commit(q_manifest, q_stats)
-    d_out.commit(manifest, stats)
-    return stats
+    return counted.stats
 
 
 def _parser():

@@ -4,13 +4,23 @@ Every input format becomes the same thing first: one *line of bytes* per input r
 file it came from and a sort key that reproduces the order of rows inside the file.
 
 - JSON lines (``.jsonl``, ``.jsonl.gz``) are read with ``spark.read.text``, so a malformed
-  line is a row to quarantine, not a reader error. Spark keeps a string's raw bytes without
+  line is a row to quarantine, not a reader error. Lines end at ``\n`` only (JSON Lines; a
+  CRLF line keeps its ``\r``, which the parser drops): a raw CR inside a string, which a lax
+  writer leaves unescaped, does not split a row in two. Spark keeps a string's raw bytes without
   validating them (it would only replace bad bytes with U+FFFD when a string leaves the JVM),
   so ``value.cast("binary")`` hands the Python parser the exact bytes of the line: invalid
   UTF-8 is detected by a strict decode, and a genuine U+FFFD in the text is not a false alarm.
   gzip is decoded by Hadoop's codec while streaming; a corrupt file fails the read and is
   reported by name.
 - Parquet rows become ``to_json(struct(*))`` lines, so both formats go through one parser.
+  Columns are named exactly (backquoted: dots and backticks in names are literal) and matched
+  case-sensitively (``text`` and ``Text`` are two columns); nanosecond timestamps, which Spark
+  refuses by default, are read as epoch nanoseconds (``ingest_sql_conf``). Spark's JSON writer
+  turns bad UTF-8 into U+FFFD, so the text column's bytes are checked in the JVM first.
+- Every line is measured in the JVM (``octet_length``). One longer than
+  ``ingest.max_line_bytes`` reaches the Python parser as its first ``LONG_LINE_PREFIX_BYTES``
+  only, with its length, and is quarantined as ``line_too_long``: the Python worker never
+  holds it whole. (The JVM does: Hadoop's line reader buffers a line to split it.)
 
 The sort key is (file, ``_metadata.file_block_start``, ``monotonically_increasing_id``): a file
 split into blocks is read block by block and each block line by line, so the key follows the
@@ -21,13 +31,17 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from jobs.errors import is_transient
 from jobs.ingest.rules import (
+    LONG_LINE_PREFIX_BYTES,
     CorruptFileError,
     Fields,
     IngestInputError,
+    MissingTextColumnError,
     is_input_file,
     parse_line,
 )
@@ -41,9 +55,15 @@ log = logging.getLogger(__name__)
 _FAILED_FILE_RE = re.compile(r"error while reading file (\S+?)\.?\s")
 
 PARSED_SCHEMA = (
-    "reason string, raw string, has_text boolean, doc_id string, text string, url string, "
-    "source string, meta map<string,string>, num_chars int, source_file string"
+    "reason string, raw string, is_object boolean, has_text boolean, doc_id string, "
+    "text string, url string, source string, meta map<string,string>, num_chars int, "
+    "source_file string"
 )
+# Session settings ingest needs while it reads (``ingest_sql_conf``).
+_SQL_CONF = {
+    "spark.sql.caseSensitive": "true",
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
+}
 
 _PARSED_COLUMNS = [c.strip().split(" ")[0] for c in PARSED_SCHEMA.split(", ")]
 
@@ -64,23 +84,57 @@ def list_inputs(storage: Storage, corpus_uri: str) -> list[str]:
     return files
 
 
-def _with_order(df: DataFrame) -> DataFrame:
+@contextmanager
+def ingest_sql_conf(spark: SparkSession) -> Iterator[None]:
+    """Case-sensitive column names and readable nanosecond timestamps while ingest runs.
+
+    Set on the session for the duration (every read, count and write of ingest happens inside)
+    and restored after, so other jobs sharing the session (tests) keep Spark's defaults.
+    """
+    before = {key: spark.conf.get(key, None) for key in _SQL_CONF}
+    for key, value in _SQL_CONF.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def _quoted(name: str):
+    """A column by its exact name: dots and backticks in ``name`` are not syntax."""
     from pyspark.sql import functions as F
 
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _lines(df: DataFrame, line, max_line_bytes: int, text_utf8=None) -> DataFrame:
+    """``line`` (binary) cut to its first bytes when too long, its length, the order columns."""
+    from pyspark.sql import functions as F
+
+    num_bytes = F.octet_length(line)
+    bounded = F.when(num_bytes > max_line_bytes, F.substring(line, 1, LONG_LINE_PREFIX_BYTES))
+    # metadataColumn: still the file's metadata when the data has a column named _metadata.
+    metadata = df.metadataColumn("_metadata")
     return df.select(
-        "line",
-        F.col("_metadata.file_path").alias("file_path"),
-        F.col("_metadata.file_block_start").alias("block_start"),
+        bounded.otherwise(line).alias("line"),
+        num_bytes.alias("num_bytes"),
+        (F.lit(True) if text_utf8 is None else text_utf8).alias("text_utf8"),
+        metadata.getField("file_path").alias("file_path"),
+        metadata.getField("file_block_start").alias("block_start"),
         F.monotonically_increasing_id().alias("row_in_block"),
     )
 
 
-def read_json_lines(spark: SparkSession, files: list[str]) -> DataFrame:
-    """One row per physical line of the JSON-lines files (raw bytes in ``line``)."""
+def read_json_lines(spark: SparkSession, files: list[str], max_line_bytes: int) -> DataFrame:
+    """One row per line of the JSON-lines files: raw bytes (bounded) in ``line``, its length."""
     from pyspark.sql import functions as F
 
-    df = spark.read.text([to_spark_uri(f) for f in files])
-    return _with_order(df.select(F.col("value").cast("binary").alias("line"), "_metadata"))
+    df = spark.read.text([to_spark_uri(f) for f in files], lineSep="\n")
+    return _lines(df, F.col("value").cast("binary"), max_line_bytes)
 
 
 def _parquet_schema(spark: SparkSession, uri: str, text_field: str):
@@ -91,16 +145,16 @@ def _parquet_schema(spark: SparkSession, uri: str, text_field: str):
             raise
         raise CorruptFileError(uri, f"cannot read parquet: {_first_line(exc)}") from exc
     if text_field not in schema.fieldNames():
-        raise IngestInputError(
-            f"parquet file {uri} has no {text_field!r} column (columns: {schema.fieldNames()})"
-        )
+        raise MissingTextColumnError(uri, text_field, schema.fieldNames())
     return schema
 
 
-def read_parquet_rows(spark: SparkSession, files: list[str], text_field: str) -> DataFrame | None:
+def read_parquet_rows(
+    spark: SparkSession, files: list[str], text_field: str, max_line_bytes: int
+) -> DataFrame | None:
     """One JSON line per Parquet row; files are grouped by schema so each group is one scan."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import BinaryType
+    from pyspark.sql.types import BinaryType, StringType
 
     groups: dict[str, tuple[object, list[str]]] = {}
     for uri in files:
@@ -111,13 +165,17 @@ def read_parquet_rows(spark: SparkSession, files: list[str], text_field: str) ->
         df = spark.read.parquet(*[to_spark_uri(u) for u in uris])
         # Binary columns would become base64 in JSON; text stored as bytes is meant as text.
         cols = [
-            F.col(f.name).cast("string").alias(f.name)
+            _quoted(f.name).cast("string").alias(f.name)
             if isinstance(f.dataType, BinaryType)
-            else F.col(f.name)
+            else _quoted(f.name)
             for f in schema.fields
         ]
-        line = F.to_json(F.struct(*cols)).cast("binary").alias("line")
-        frames.append(_with_order(df.select(line, "_metadata")))
+        line = F.to_json(F.struct(*cols)).cast("binary")
+        text_utf8 = None
+        if isinstance(schema[text_field].dataType, BinaryType | StringType):
+            text = _quoted(text_field).cast("string")
+            text_utf8 = F.coalesce(F.is_valid_utf8(text), F.lit(True))
+        frames.append(_lines(df, line, max_line_bytes, text_utf8))
     out = None
     for frame in frames:
         out = frame if out is None else out.unionByName(frame)
@@ -131,16 +189,22 @@ def parse_rows(df: DataFrame, fields: Fields) -> DataFrame:
     from jobs.ingest.rules import spark_path_to_uri
 
     # No type hints on purpose: Spark 4 reads them to guess a pandas UDF type and warns.
-    def _parse(line, file_path):
+    def _parse(line, num_bytes, text_utf8, file_path):
         source_file = spark_path_to_uri(file_path)
         row = dict.fromkeys(_PARSED_COLUMNS)
-        row.update(parse_line(bytes(line), source_file, fields), source_file=source_file)
+        parsed = parse_line(
+            bytes(line), source_file, fields, num_bytes=num_bytes, text_utf8=text_utf8
+        )
+        row.update(parsed, source_file=source_file)
         return row
 
     # Nondeterministic: stops the optimizer from re-running the UDF once per struct field.
     parse = F.udf(_parse, PARSED_SCHEMA).asNondeterministic()
     return df.select(
-        parse("line", "file_path").alias("p"), "file_path", "block_start", "row_in_block"
+        parse("line", "num_bytes", "text_utf8", "file_path").alias("p"),
+        "file_path",
+        "block_start",
+        "row_in_block",
     ).select("p.*", "block_start", "row_in_block")
 
 

@@ -166,9 +166,19 @@ def read_requests(
     storage: Storage, uri: str, defaults: dict[str, Any] | None = None
 ) -> list[ChatRequest]:
     """All requests of one shard; a malformed line or duplicate id is an error naming it."""
+    return parse_requests(storage.read_bytes(uri), uri, defaults)
+
+
+def parse_requests(
+    data: bytes, uri: str, defaults: dict[str, Any] | None = None
+) -> list[ChatRequest]:
+    """The requests of a shard file's bytes (:func:`read_requests`); ``uri`` names errors.
+
+    Callers that hash the file parse the same bytes, so the hash is of what they read.
+    """
     out: list[ChatRequest] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(storage.read_text(uri).splitlines(), start=1):
+    for lineno, line in enumerate(data.decode("utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{uri}:{lineno}"

@@ -8,7 +8,10 @@ Files of shard ``i`` of task ``T`` (DESIGN.md sections 2, 5 and 9)::
     {run}/llm/T/responses/shard-i-of-N.done          completion marker, written last
 
 ``KEY`` is the shard key: a hash of the request file and the model fingerprint, so another
-model (or other requests) never reuses these responses. Each run of the shard is an attempt
+model (or other requests) never reuses these responses. The ``.done`` marker names the key,
+the request file's hash and the fingerprint; a reader never trusts it as found but checks it
+against the request file it reads (:func:`verified_done`), so a marker left by a zombie run
+or by an earlier request set is refused. Each run of the shard is an attempt
 with a prefix of its own (a sequence number, then a random token, so two attempts started
 at once never share a name), and writes one part file per generated batch in one PUT: no
 object is ever rewritten or appended to. Readers merge every attempt's parts in order; a
@@ -24,6 +27,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.errors import PermanentError
 from jobs.layout import Layout
 from jobs.llm.batchfile import ShardSpec, parse_journal, read_responses
 from jobs.storage import Storage, basename, join
@@ -59,9 +63,49 @@ class ShardFiles:
         return join(self.responses, key)
 
 
+class ShardNotDoneError(PermanentError, RuntimeError):
+    """A shard's responses were asked for, but no valid ``.done`` marker vouches for them."""
+
+
 def shard_key(requests_sha256: str, model_sha256: str) -> str:
     """The key of a shard's responses: 16 hex digits of its requests and model hashes."""
     return hashlib.sha256(f"{requests_sha256}:{model_sha256}".encode()).hexdigest()[:16]
+
+
+def requests_hash(data: bytes) -> str:
+    """The hash of a request file's bytes, as markers and shard keys name it."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def verified_done(
+    storage: Storage, files: ShardFiles, requests_sha: str | None = None
+) -> dict[str, Any] | None:
+    """The shard's ``.done`` marker if it vouches for the current request file, else None.
+
+    ``requests_sha`` is the hash of the request file as the caller read it (read here when
+    None). The marker must name that hash, and its shard key must be the one recomputed from
+    the hash and the model fingerprint the marker records; a marker of the runner before
+    part files (no key) must name the hash. The model itself is checked by the runner, which
+    is where it can be fingerprinted (readers run where the weights are not).
+    """
+    if not storage.exists(files.done):
+        return None
+    try:
+        marker = storage.read_json(files.done)
+    except ValueError:
+        log.warning("%s: not JSON; the shard is not done", files.done)
+        return None
+    if requests_sha is None:
+        requests_sha = requests_hash(storage.read_bytes(files.requests))
+    if not isinstance(marker, dict) or marker.get("requests_sha256") != requests_sha:
+        log.warning("%s: marks other requests than %s done; ignored", files.done, files.requests)
+        return None
+    if "shard_key" in marker:
+        model = (marker.get("model_fingerprint") or {}).get("sha256")
+        if not model or marker["shard_key"] != shard_key(requests_sha, model):
+            log.warning("%s: its shard key is not its requests' and model's; ignored", files.done)
+            return None
+    return marker
 
 
 def list_attempts(storage: Storage, key_prefix: str) -> list[str]:
@@ -102,9 +146,17 @@ def merge_responses(storage: Storage, key_prefix: str) -> dict[str, dict[str, An
     return merged
 
 
-def read_shard_lines(storage: Storage, files: ShardFiles) -> list[dict[str, Any]]:
-    """The merged response lines of a finished shard (the key its ``.done`` marker names)."""
-    marker = storage.read_json(files.done)
+def read_shard_lines(
+    storage: Storage, files: ShardFiles, marker: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The merged response lines of a finished shard (the key its ``.done`` marker names).
+
+    ``marker`` is one :func:`verified_done` returned; without it the marker is verified here.
+    Raises :class:`ShardNotDoneError` when no valid marker vouches for the shard.
+    """
+    marker = marker or verified_done(storage, files)
+    if marker is None:
+        raise ShardNotDoneError(f"{files.done}: no valid marker for {files.requests}")
     if "shard_key" not in marker:
         # Finished by the runner before part files: one journal file next to the marker.
         return read_responses(storage, files.responses + ".jsonl").lines

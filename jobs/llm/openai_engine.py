@@ -3,7 +3,10 @@
 A small client on ``httpx``: a thread pool bounds the requests in flight, every request has a
 timeout, and 429s, 5xx answers and connection errors are retried with capped exponential
 backoff and full jitter, honouring ``Retry-After``. A request that still fails becomes a
-:meth:`ChatResponse.failed`; ``generate`` never raises for one bad request.
+:meth:`ChatResponse.failed`; ``generate`` never raises for one bad request. It raises
+:class:`EndpointRejected` (permanent, exit 2) when the server refuses the key or does not know
+the model or the URL (401, 403, 404): every request would get the same answer, so the shard
+fails at once, naming the status, the endpoint (without credentials) and the model.
 
 The API key is read from the environment variable named by ``api_key_env`` (in Kubernetes a
 Secret feeds it through ``secretKeyRef``), never from a config file; no key, no header.
@@ -24,16 +27,38 @@ import os
 import random
 import threading
 import time
+import urllib.parse
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
+from jobs.errors import PermanentError
 from jobs.llm.engine import FINISH_LENGTH, FINISH_STOP, ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
 
 # Worth another try: rate limited, a server error, or the server is busy/restarting.
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# The same answer for every request: a bad key, no access, no such model or URL.
+_REJECT_STATUS = {
+    401: "the API key was refused",
+    403: "access denied",
+    404: "no such model or endpoint",
+}
+
+
+class EndpointRejected(PermanentError, RuntimeError):
+    """The server refused the whole job (401/403/404); retrying cannot help."""
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info, query or fragment: safe for logs and error messages."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class _Retryable(Exception):
@@ -96,9 +121,10 @@ class OpenAIEngine:
         self._client = httpx.Client(headers=headers, timeout=timeout, limits=limits)
         self._jitter = random.Random()  # only spreads retries in time; never shapes output
         self._lock = threading.Lock()
+        self._rejected: EndpointRejected | None = None  # set once: every later request fails
         log.info(
             "openai engine: %s model %s, %d in flight, timeout %.0fs, %d retries, key %s",
-            self.url, model, concurrency, timeout_s, max_retries,
+            public_url(self.url), model, concurrency, timeout_s, max_retries,
             f"from ${api_key_env}" if api_key else "none",
         )  # fmt: skip
 
@@ -109,8 +135,16 @@ class OpenAIEngine:
         """One response per request, in order; failures become error responses."""
         if not requests:
             return []
-        with ThreadPoolExecutor(min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(self._answer, requests))
+        pool = ThreadPoolExecutor(min(self.concurrency, len(requests)))
+        try:
+            futures = [pool.submit(self._answer, r) for r in requests]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+            return [f.result() for f in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # a rejection drops the rest
 
     def _answer(self, req: ChatRequest) -> ChatResponse:
         try:
@@ -119,8 +153,13 @@ class OpenAIEngine:
             return ChatResponse.failed(req.custom_id, f"bad request: {exc}")
         last = ""
         for attempt in range(self.max_retries + 1):
+            if self._rejected is not None:
+                raise self._rejected
             try:
                 return self._post(req, body)
+            except EndpointRejected as exc:
+                self._rejected = exc
+                raise
             except _Retryable as exc:
                 last = str(exc)
                 if attempt == self.max_retries:
@@ -179,6 +218,12 @@ class OpenAIEngine:
             raise _Retryable(
                 f"HTTP {resp.status_code}: {resp.text[:200]}",
                 retry_after_s(resp.headers.get("Retry-After")),
+            )
+        if resp.status_code in _REJECT_STATUS:
+            raise EndpointRejected(
+                f"{public_url(self.url)} answered HTTP {resp.status_code} for model "
+                f"{self.model_name!r} ({_REJECT_STATUS[resp.status_code]}): "
+                f"{resp.text[:200]}"
             )
         if resp.status_code != 200:
             raise RuntimeError(f"HTTP {resp.status_code}: {resp.text[:500]}")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.commit import require_committed
+from jobs.commit import SUCCESS, require_committed
 from jobs.config import GenerationConfig, PipelineConfig
 from jobs.errors import TransientError
 from jobs.layout import Layout
@@ -33,7 +33,7 @@ from jobs.llm.batchfile import (
     ResponseLine,
     ShardSpec,
     dumps_lines,
-    read_requests,
+    parse_requests,
     response_to_line,
 )
 from jobs.llm.engine import ChatRequest, ChatResponse, Engine
@@ -44,8 +44,12 @@ from jobs.llm.journal import (
     merge_responses,
     new_attempt,
     part_uri,
+    requests_hash,
     shard_key,
+    verified_done,
 )
+from jobs.llm.prompt_data import clean_text
+from jobs.llm.results import InconsistentShardsError, MissingRequestsError
 from jobs.llm.tasks import LLMTask, generation_for, generation_key
 from jobs.storage import Storage, basename, join
 
@@ -67,10 +71,32 @@ def derive_seed(base_seed: int, shard_index: int, batch_index: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def _requests_sha256(storage: Storage, uri: str) -> str:
+def _request_bytes(storage: Storage, uri: str) -> bytes:
+    """The request file as read once: its hash and its requests both come from these bytes."""
     if not storage.exists(uri):
-        raise FileNotFoundError(f"request shard {uri} does not exist (run the prepare job first)")
-    return hashlib.sha256(storage.read_bytes(uri)).hexdigest()
+        raise MissingRequestsError(
+            f"request shard {uri} does not exist (run the prepare job first)"
+        )
+    return storage.read_bytes(uri)
+
+
+class StaleRequestsError(TransientError, RuntimeError):
+    """The shard's request file changed (prepare replaced it) while this run worked on it.
+
+    Transient (exit 75): a retry reads the new requests; nothing of this run is marked done.
+    """
+
+
+def _check_requests_unchanged(run: _ShardRun, doing: str) -> None:
+    """Stop unless the committed request file is still the one this run read."""
+    folder = run.files.requests.rsplit("/", 1)[0]
+    if not run.storage.exists(join(folder, SUCCESS)) or (
+        requests_hash(_request_bytes(run.storage, run.files.requests)) != run.requests_sha256
+    ):
+        raise StaleRequestsError(
+            f"{run.files.requests} changed while {run.task.name} {run.shard.stem} ran "
+            f"(prepare replaced it); not {doing}"
+        )
 
 
 def _is_parseable(task: LLMTask, text: str) -> bool:
@@ -113,7 +139,7 @@ def _repair_conversation(task: LLMTask, req: ChatRequest, bad_text: str) -> tupl
     history = req.messages[:-1] if req.prefill is not None else req.messages
     turns = [
         *history,
-        {"role": "assistant", "content": bad_text},
+        {"role": "assistant", "content": clean_text(bad_text)},  # model text is data too
         {"role": "user", "content": task.repair_prompt(bad_text)},  # type: ignore[misc]
     ]
     if task.repair_prefill:
@@ -166,21 +192,22 @@ def run_shard(
     files = ShardFiles.of(layout, task.name, shard)
     # Prepare jobs commit the request folder atomically; half-written shards are not trusted.
     require_committed(storage, join(layout.llm_task(task.name), "requests"))
-    requests_sha256 = _requests_sha256(storage, files.requests)
+    request_data = _request_bytes(storage, files.requests)
+    requests_sha256 = requests_hash(request_data)
     # The settings the job builds the engine from (jobs.llm.run_shard), so the key names it.
     gen = generation_for(cfg, task.name)
     fingerprint = model_fingerprint(gen)
     key = shard_key(requests_sha256, fingerprint["sha256"])
     run = _ShardRun(storage, files, task, shard, cfg, gen, key, requests_sha256, fingerprint)
+    marker = verified_done(storage, files, requests_sha256)
+    if marker is not None and marker.get("shard_key") == key:
+        log.info("%s %s: already done (%s), skipping", task.name, shard.stem, files.done)
+        return marker
     if storage.exists(files.done):
-        marker = storage.read_json(files.done)
-        if marker.get("shard_key") == key:
-            log.info("%s %s: already done (%s), skipping", task.name, shard.stem, files.done)
-            return marker
-        # Other requests or another model: the old marker must not vouch for this shard.
-        log.warning(
-            "%s: done for shard key %s, not %s; redoing", files.done, marker.get("shard_key"), key
-        )
+        # Other requests or another model: the old marker must not vouch for this shard. A
+        # zombie (its requests replaced since it read them) must not withdraw a valid one.
+        _check_requests_unchanged(run, "withdrawing the stale marker")
+        log.warning("%s: not for shard key %s; redoing", files.done, key)
         storage.delete(files.done)
         storage.delete(files.stats)
     defaults = {
@@ -188,11 +215,13 @@ def run_shard(
         "top_p": gen.top_p,
         "max_tokens": gen.max_new_tokens,
     }
-    requests = read_requests(storage, files.requests, defaults)
+    requests = parse_requests(request_data, files.requests, defaults)
     stored = merge_responses(storage, run.key_prefix)
     stray = set(stored) - {r.custom_id for r in requests}
     if stray:
-        raise ValueError(f"{run.key_prefix}: {len(stray)} custom_ids not in {files.requests}")
+        raise InconsistentShardsError(
+            f"{run.key_prefix}: {len(stray)} stored custom_ids not in {files.requests}"
+        )
     # Never answered, or failed: a stored success is reused, a stored error is not.
     todo = {r.custom_id for r in requests if (stored.get(r.custom_id) or {"error": 1})["error"]}
     failed = sum(1 for cid in todo if cid in stored)
@@ -312,6 +341,9 @@ def _finish(
         "attempts": [basename(a) for a in list_attempts(storage, run.key_prefix)],
         "max_error_share": limit,
     }
+    # A zombie whose requests prepare replaced meanwhile must not mark them done (readers
+    # would refuse the marker anyway: they check it against the request file).
+    _check_requests_unchanged(run, "marking the shard done")
     storage.write_json(files.stats, stats)
     storage.write_json(files.done, marker)  # last: its presence means the shard is complete
     log.info(

@@ -1,9 +1,11 @@
 """Request sets and response sets of one LLM task, shared by every LLM stage.
 
-``publish_requests`` writes the request shards atomically and, when the request set differs
-from the committed one, withdraws the old responses first, so a collector never pairs new
-requests with answers to old ones. ``load_responses`` refuses to read a task whose shards
-are not all finished, and returns each request with its response (or None).
+``publish_requests`` commits the request shards; it never deletes responses: they are
+stored under a key of their request file's hash (and the model's), and a ``.done`` marker is
+checked against the request file it answers, so a collector never pairs new requests with
+answers to old ones, and an unchanged shard keeps its answers whatever happened to prepare.
+``load_responses`` refuses to read a task whose shards are not all (validly) finished, and
+returns each request with its response (or None).
 ``commit_collected`` writes a collector's table and quarantine.
 """
 
@@ -19,10 +21,10 @@ from typing import Any
 from jobs.cli import JobContext, base_parser
 from jobs.commit import MANIFEST, SUCCESS, StageOutput, StageStats, require_committed
 from jobs.layout import Layout
-from jobs.llm.batchfile import ResponseLine, read_requests, write_request_shards
+from jobs.llm.batchfile import ResponseLine, parse_requests, write_request_shards
 from jobs.llm.engine import ChatRequest
-from jobs.llm.journal import ShardFiles, read_shard_lines
-from jobs.llm.results import require_task_done
+from jobs.llm.journal import ShardFiles, read_shard_lines, requests_hash, verified_done
+from jobs.llm.results import IncompleteTaskError, require_task_done
 from jobs.llm.tasks import generation_for
 from jobs.storage import Storage, basename, join
 from jobs.tables import schema, write_table
@@ -80,22 +82,24 @@ def publish_requests(
 ) -> str:
     """Commit ``requests`` as ``num_shards`` shards under ``{task_uri}/requests``.
 
-    Same requests → byte-identical shards, and the responses already generated are kept
-    (finished shards are skipped by the runner). Different requests → the responses prefix
-    is deleted before the new request set is committed. Returns the request-set fingerprint.
+    Same requests → byte-identical shards, so every shard keeps its key and the responses
+    already generated (finished shards are skipped by the runner). A shard whose requests
+    changed gets a new key: its old responses are never read again, nor its old marker
+    trusted. Nothing is deleted, so a prepare killed mid-commit (``_SUCCESS`` withdrawn)
+    loses no response. Returns the request-set fingerprint.
     """
-    requests_uri, responses_uri = join(task_uri, REQUESTS), join(task_uri, RESPONSES)
-    out = StageOutput(storage, requests_uri, attempt)
+    requests_uri = join(task_uri, REQUESTS)
+    out = StageOutput(storage, requests_uri, attempt, manifest.get("run_id"))
     tmp = out.begin()
     uris = write_request_shards(storage, tmp, requests, num_shards, model)
     fingerprint = _fingerprint(storage, uris)
     previous = _committed_fingerprint(storage, requests_uri)
-    if previous != fingerprint and storage.exists(responses_uri):
-        # Responses belong to the old request set; keeping them would mix two generations.
-        log.warning(
-            "request set changed (%s -> %s): deleting %s", previous, fingerprint, responses_uri
+    if previous != fingerprint:
+        log.info(
+            "request set %s -> %s: changed shards get new keys, unchanged ones keep theirs",
+            previous,
+            fingerprint,
         )
-        storage.delete(responses_uri)
     body = {
         **manifest,
         "model": model,
@@ -189,10 +193,15 @@ def load_responses(storage: Storage, layout: Layout, task: str) -> ResponseSet:
     result = ResponseSet(storage.read_json(join(requests_uri, MANIFEST)))
     for shard in require_task_done(storage, layout, task):
         files = ShardFiles.of(layout, task, shard)
-        requests = read_requests(storage, files.requests)
+        # The marker is checked against the very bytes parsed here, not an earlier read.
+        data = storage.read_bytes(files.requests)
+        marker = verified_done(storage, files, requests_hash(data))
+        if marker is None:
+            raise IncompleteTaskError(f"task {task!r}: {shard.stem} changed while being read")
+        requests = parse_requests(data, files.requests)
         wanted = {r.custom_id for r in requests}
         by_id: dict[str, ResponseLine] = {}
-        for obj in read_shard_lines(storage, files):
+        for obj in read_shard_lines(storage, files, marker):
             line = ResponseLine.from_json(obj)
             if line.custom_id not in wanted:
                 result.unknown_ids += 1
@@ -252,12 +261,13 @@ def commit_collected(
     ``table_uri``'s last segment names the schema (``questions`` or ``qa``).
     """
     n_quarantined = len(collected.quarantine)
-    q_out = StageOutput(storage, quarantine_uri, attempt)
+    run_id = manifest.get("run_id")
+    q_out = StageOutput(storage, quarantine_uri, attempt, run_id)
     write_table(storage, collected.quarantine, q_out.begin(), schema("quarantine"))
     q_stats = StageStats(
         n_quarantined, n_quarantined, extra={"by_reason": collected.stats.quarantined}
     )
     q_out.commit({**manifest, "table": "quarantine"}, q_stats)
-    t_out = StageOutput(storage, table_uri, attempt)
+    t_out = StageOutput(storage, table_uri, attempt, run_id)
     write_table(storage, collected.rows, t_out.begin(), schema(basename(table_uri)))
     t_out.commit({**manifest, "table": basename(table_uri)}, collected.stats)

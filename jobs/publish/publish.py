@@ -8,7 +8,8 @@ rows per level, concept graph size, tokens, models, prompt versions, code versio
 checksums) and the dataset card
 ``README.md`` in one atomic StageOutput commit, then replaces the snapshot's entry in the
 published-question index (:mod:`jobs.questions.index`) and prints where the dataset and the
-report are.
+report are. Both manifests name no endpoint, bucket or base URL but the dataset's own location
+(:mod:`jobs.publish.redact`): other locations under the storage root become relative paths.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from jobs.publish.dataset import (
     stream_qa_files,
     type_name,
 )
+from jobs.publish.redact import public_copy
 from jobs.questions.index import write_index
 from jobs.report.summary import STAGES, graph_summary, level_counts, question_funnel
 from jobs.storage import Storage, join
@@ -175,6 +177,7 @@ def run(ctx: JobContext) -> StageStats:
     manifest["answer_checking"] = (stage_stats.get("qa") or {}).get("answer_checking")
     manifest["cleaning"] = cleaning_settings(stage_stats.get("questions_clean"))
     manifest["funnel"] = question_funnel(stage_stats).get("by_level")
+    manifest = public_copy(manifest, layout.dataset, layout.root_uri)
     types = {f.name: type_name(f.type) for f in qa_schema}
     out = StageOutput(storage, layout.dataset, ctx.attempt)
     tmp = out.begin()
@@ -185,14 +188,17 @@ def run(ctx: JobContext) -> StageStats:
     storage.write_json(join(tmp, MANIFEST_FILE), manifest)
     storage.write_text(join(tmp, CARD_FILE), render_card(manifest, types), "text/markdown")
     stats = StageStats(rows_in=num_rows, rows_out=num_rows)
-    out.commit(ctx.manifest("publish", [qa_uri], files=sorted(files)), stats)
+    commit_manifest = ctx.manifest("publish", [qa_uri], files=sorted(files))
+    out.commit(public_copy(commit_manifest, layout.dataset, layout.root_uri), stats)
     # After the dataset: a failure here fails the task, and its retry republishes both.
+    index_entry = join(layout.question_index, ctx.snapshot)
+    index_manifest = ctx.manifest("publish.question_index", [qa_uri])
     write_index(
         storage, layout.question_index, ctx.snapshot, qa, ctx.attempt,
-        ctx.manifest("publish.question_index", [qa_uri]),
+        public_copy(index_manifest, index_entry, layout.root_uri),
     )  # fmt: skip
     print(f"dataset: {layout.dataset}")
-    print(f"report: {manifest['report_uri']}")
+    print(f"report: {join(layout.reports, 'index.html')}")
     return stats
 
 

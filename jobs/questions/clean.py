@@ -8,13 +8,16 @@ exactly one reason:
 1. length and format (:mod:`jobs.questions.cleaning`): ``empty``, ``too_short``,
    ``too_long``, ``leftover_markup`` (tags, field labels or instructions of a prompt),
    ``no_math_content``;
-2. ``contaminated``: a word n-gram shared with an evaluation item (``clean.ngram_n``-grams,
+2. ``prompt_echo``: a copy or close paraphrase of a worked example of any prompt version
+   (:mod:`jobs.llm.prompt_examples`; similarity >= ``clean.echo_similarity``, see
+   :func:`jobs.questions.cleaning.echo_of`); the row names the example and the similarity;
+3. ``contaminated``: a word n-gram shared with an evaluation item (``clean.ngram_n``-grams,
    ``clean.short_ngram_n``-grams when either text is short) of the sets in
    ``clean.eval_sets`` and the trainer's evaluation set; the quarantine row names the
    benchmark, the item id and the n-gram;
-3. ``published_duplicate``: the normalised question is in the published-question index of
+4. ``published_duplicate``: the normalised question is in the published-question index of
    another snapshot (:mod:`jobs.questions.index`); the row names that snapshot and question;
-4. ``duplicate_exact`` / ``duplicate_near``: the same normalised text, or MinHash LSH Jaccard
+5. ``duplicate_exact`` / ``duplicate_near``: the same normalised text, or MinHash LSH Jaccard
    similarity >= ``clean.near_dup_jaccard`` on word shingles, as a question with a smaller
    question_id, which is kept and named in ``duplicate_of``.
 
@@ -31,7 +34,11 @@ from jobs.cli import JobContext, base_parser, run_job
 from jobs.commit import LevelFunnel, StageOutput, StageStats, require_committed
 from jobs.errors import PermanentError
 from jobs.jsonl import json_objects
+from jobs.llm.prompt_examples import prompt_examples
 from jobs.questions.cleaning import (
+    PROMPT_ECHO,
+    echo_grams,
+    echo_of,
     format_problem,
     key_text,
     reference_ngrams,
@@ -52,7 +59,7 @@ CONTAMINATED = "contaminated"
 PUBLISHED = "published_duplicate"
 REF_FIELDS = (
     "benchmark", "item_id", "ngram", "published_snapshot", "published_question_id",
-    "duplicate_of", "similarity",
+    "duplicate_of", "similarity", "example",
 )  # fmt: skip
 
 
@@ -144,6 +151,19 @@ def overlaps_expr(gram: Any, q_short: Any, item_short: Any) -> Any:
     return gram.startswith("L:") | q_short | item_short
 
 
+def prompt_echoes(questions: DataFrame, threshold: float) -> DataFrame:
+    """``(question_id, _echo)`` of the questions echoing a prompt example (``_echo``: its
+    ``example`` name and ``similarity``; :func:`jobs.questions.cleaning.echo_of`)."""
+    from pyspark.sql import functions as F
+
+    examples = [(e.name, echo_grams(e.text)) for e in prompt_examples()]
+    echo_type = "struct<example: string, similarity: double>"
+    echo_udf = F.udf(lambda t: echo_of(t, examples, threshold), echo_type)
+    return questions.select("question_id", echo_udf("question").alias("_echo")).where(
+        "_echo IS NOT NULL"
+    )
+
+
 def published_matches(spark: SparkSession, questions: DataFrame, uris: list[str]) -> DataFrame:
     """``(question_id, published_snapshot, published_question_id)`` for questions in the index."""
     from pyspark.sql import functions as F
@@ -192,6 +212,18 @@ def clean(
         )
     ]
     kept = base.where("_fmt IS NULL")
+
+    echoes = prompt_echoes(kept, c.echo_similarity).localCheckpoint(eager=True)
+    removed.append(
+        echoes.select(
+            "question_id",
+            F.lit(PROMPT_ECHO).alias("_reason"),
+            _reference(example=F.col("_echo.example"), similarity=F.col("_echo.similarity")).alias(
+                "_ref"
+            ),
+        )
+    )
+    kept = kept.join(echoes.select("question_id"), "question_id", "left_anti")
 
     if items:
         ref_rows = [
@@ -317,6 +349,7 @@ def run(ctx: JobContext) -> StageStats:
         extra={
             "by_level": by_level,
             "eval_sets": eval_sets,
+            "prompt_examples": [e.name for e in prompt_examples()],
             "index_snapshots": [u.rstrip("/").rsplit("/", 1)[-1] for u in index_uris],
             "params": ctx.cfg.clean.model_dump(mode="json"),
         },

@@ -9,6 +9,10 @@ share one definition of "the same question" and "an overlapping n-gram".
 - :func:`format_problem` names the first length/format rule a question breaks, or ``None``.
 - :func:`ngrams` gives the word n-grams decontamination matches on (lower-case alphanumeric
   tokens, so LaTeX markup and punctuation do not hide an overlap).
+- :func:`echo_of` names the prompt example (:mod:`jobs.llm.prompt_examples`) a question
+  copies or closely paraphrases: Jaccard similarity of the character 3-grams of both texts'
+  words, every number written ``#`` (so "radius $5$" and "radius 7" are the same words), at
+  least ``clean.echo_similarity``.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ TOO_SHORT = "too_short"
 TOO_LONG = "too_long"
 NO_MATH = "no_math_content"
 LEFTOVER = "leftover_markup"
+PROMPT_ECHO = "prompt_echo"
+ECHO_GRAM_CHARS = 3
+_DIGITS = re.compile(r"\d+")
 
 
 def normalise(text: str | None) -> str:
@@ -101,6 +108,30 @@ def format_problem(text: str | None, min_chars: int, max_chars: int) -> str | No
 def tokens(text: str | None) -> list[str]:
     """Lower-case alphanumeric word tokens of the normalised text."""
     return _TOKEN.findall(normalise(text))
+
+
+def echo_grams(text: str | None) -> frozenset[str]:
+    """Character 3-grams of the text's words, numbers written ``#`` (see :func:`echo_of`)."""
+    words = " ".join(_DIGITS.sub("#", w) for w in tokens(text))
+    n = ECHO_GRAM_CHARS
+    return frozenset(words[i : i + n] for i in range(len(words) - n + 1)) or frozenset({words})
+
+
+def echo_of(
+    text: str | None, examples: Sequence[tuple[str, frozenset[str]]], threshold: float
+) -> tuple[str, float] | None:
+    """``(example name, similarity)`` of the example most like ``text``, if >= ``threshold``.
+
+    ``examples``: ``(name, echo_grams(example text))`` pairs; ties go to the first.
+    """
+    grams = echo_grams(text)
+    best: tuple[str, float] | None = None
+    for name, other in examples:
+        union = len(grams | other)
+        similarity = len(grams & other) / union if union else 0.0
+        if similarity >= threshold and (best is None or similarity > best[1]):
+            best = (name, round(similarity, 4))
+    return best
 
 
 def ngrams(words: Sequence[str], n: int) -> set[str]:

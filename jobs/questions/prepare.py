@@ -50,11 +50,27 @@ def combo_id(doc_id: str) -> str:
     return COMBO_PREFIX + doc_id
 
 
+# The order documents are chosen in (Level-1 prompts, concept extraction): the fine-grained
+# filter's score where a document has one, then the cold-start classifier's, then doc_id.
+RANK_COLUMNS = ("fine_score", "domain_score")
+
+
 def select_documents(docs: pd.DataFrame, max_documents: int) -> pd.DataFrame:
-    """The ``max_documents`` highest-scoring documents, ties broken by doc_id."""
-    ordered = docs.assign(_score=docs["domain_score"].astype(float).fillna(float("-inf")))
-    ordered = ordered.sort_values(["_score", "doc_id"], ascending=[False, True], kind="mergesort")
-    return ordered.drop(columns="_score").head(max_documents).reset_index(drop=True)
+    """The ``max_documents`` best documents by ``RANK_COLUMNS`` (nulls last), then doc_id.
+
+    ``jobs.graph.combinations.level1`` applies the same order in Spark.
+    """
+    import pandas as pd
+
+    keys = {}
+    for column in RANK_COLUMNS:
+        values = docs[column] if column in docs else pd.Series(None, index=docs.index)
+        keys[f"_{column}"] = pd.to_numeric(values, errors="coerce").astype(float)
+    ordered = docs.assign(**{k: v.fillna(float("-inf")) for k, v in keys.items()})
+    ordered = ordered.sort_values(
+        [*keys, "doc_id"], ascending=[False] * len(keys) + [True], kind="mergesort"
+    )
+    return ordered.drop(columns=list(keys)).head(max_documents).reset_index(drop=True)
 
 
 def topics_by_doc(doc_concepts: pd.DataFrame) -> dict[str, list[tuple[str, list[str]]]]:

@@ -6,11 +6,16 @@ exact block format, the task again with the real input, and the start of the ans
 told about, but it continues a format it has just seen answered and has been started on;
 larger models are not hurt by the extra turn. The example turn always asks for the paper's
 default count, so only the real turn changes with ``num_questions``. Questions copied from
-an example are dropped by the parser (``EXAMPLE_KEYS``, ``EXAMPLE_KEYS_CONCEPTS``).
+an example are dropped by the parser (``EXAMPLE_KEYS``, ``EXAMPLE_KEYS_CONCEPTS``); every
+example is registered (:mod:`jobs.llm.prompt_examples`), so ``clean_questions`` also
+quarantines near copies of one (``prompt_echo``).
 
-P-L3 gets its one or two reference articles in one text slot (the paper does not say how they
-are joined): as "Reference article 1:" / "Reference article 2:" sections, sharing
-``max_chars`` so that a short article leaves its unused share to the other.
+Documents and the model's concepts are data (:mod:`jobs.llm.prompt_data`): stripped of chat
+control markers, and each article sits in a ``<<<ARTICLE>>>`` block after a line saying that
+the block's text is not instructions. P-L3 gets its one or two reference articles in one
+text slot (the paper does not say how they are joined): as ``<<<REFERENCE ARTICLE 1>>>`` /
+``<<<REFERENCE ARTICLE 2>>>`` blocks, sharing ``max_chars`` so that a short article leaves
+its unused share to the other.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from jobs.llm.prompt_data import DATA_NOTE, clean_text, data_block
+from jobs.llm.prompt_examples import register_examples
 from jobs.questions.parse import question_key
 
-PROMPT_VERSION = "p-l1/v2"
-PROMPT_VERSION_L2 = "p-l2/v1"
-PROMPT_VERSION_L3 = "p-l3/v1"
+# v3 / v2: documents and concepts stripped of control markers and delimited as data.
+PROMPT_VERSION = "p-l1/v3"
+PROMPT_VERSION_L2 = "p-l2/v2"
+PROMPT_VERSION_L3 = "p-l3/v2"
 NOT_SUITABLE = "NOT SUITABLE for creating questions"
 SYSTEM = "You are a senior math instructor who writes exam questions."
 TRUNCATION_MARK = "\n[article truncated]"
@@ -47,7 +55,7 @@ EXAMPLE_ANSWER = (
 )
 EXAMPLE_KEYS = frozenset(question_key(q) for q in EXAMPLE_QUESTIONS)
 
-_TASK = f"""Article:
+_TASK = f"""{DATA_NOTE}
 {{text}}
 
 Write {{count}} based on the article above.
@@ -72,12 +80,18 @@ def truncate_document(text: str, max_chars: int) -> str:
     return text[:keep].rstrip() + TRUNCATION_MARK
 
 
+def article_block(text: str, max_chars: int, label: str = "ARTICLE") -> str:
+    """A document as prompt data: cleaned, cut to ``max_chars`` characters, delimited."""
+    return data_block(truncate_document(clean_text(text).strip(), max_chars), label)
+
+
 def build_messages(text: str, max_chars: int, num_questions: int = 5) -> list[dict[str, str]]:
     """The chat messages asking for Level-1 questions about one document."""
     task = _TASK.replace("{count}", _count(num_questions))
-    user = task.replace("{text}", truncate_document(text.strip(), max_chars))
+    user = task.replace("{text}", article_block(text, max_chars))
+    example = article_block(EXAMPLE_ARTICLE, len(EXAMPLE_ARTICLE))
     return _conversation(
-        _TASK.replace("{count}", _count(5)).replace("{text}", EXAMPLE_ARTICLE),
+        _TASK.replace("{count}", _count(5)).replace("{text}", example),
         EXAMPLE_ANSWER,
         user,
         PREFILL,
@@ -149,11 +163,14 @@ L3_EXAMPLE_QUESTIONS = (
 EXAMPLE_KEYS_CONCEPTS = frozenset(
     question_key(q) for _, q in L2_EXAMPLE_QUESTIONS + L3_EXAMPLE_QUESTIONS
 )
+register_examples("p-l1", PROMPT_VERSION, EXAMPLE_QUESTIONS)
+register_examples("p-l2", PROMPT_VERSION_L2, [q for _, q in L2_EXAMPLE_QUESTIONS])
+register_examples("p-l3", PROMPT_VERSION_L3, [q for _, q in L3_EXAMPLE_QUESTIONS])
 
 _FORMAT_CONCEPTS = """Answer with one <Qn> block per question: "Selected Concepts:" with the chosen
 concepts in square brackets, then "Question:". Write all mathematics in LaTeX."""
 
-_TASK_L2 = f"""Article:
+_TASK_L2 = f"""{DATA_NOTE}
 {{text}}
 
 Topics and key concepts of the article:
@@ -168,7 +185,8 @@ reasoning), each with a different structure.
 - Each question must stand alone and have an exact answer.
 {_FORMAT_CONCEPTS}"""
 
-_TASK_L3 = f"""{{text}}
+_TASK_L3 = f"""{DATA_NOTE}
+{{text}}
 
 Topics: {{topics}}
 Key concepts: {{concepts}}
@@ -195,9 +213,16 @@ def _concept_answer(questions: Sequence[tuple[Sequence[str], str]]) -> str:
     )
 
 
+def _name(text: str) -> str:
+    """A topic or concept name (model output) as prompt data: cleaned, on one line."""
+    return " ".join(clean_text(text).split())
+
+
 def _topic_lines(topics: Sequence[tuple[str, Sequence[str]]]) -> str:
     return "\n".join(
-        f"{i}. {name}: {'; '.join(concepts)}" if concepts else f"{i}. {name}"
+        f"{i}. {_name(name)}: {'; '.join(map(_name, concepts))}"
+        if concepts
+        else f"{i}. {_name(name)}"
         for i, (name, concepts) in enumerate(topics, start=1)
     )
 
@@ -223,9 +248,9 @@ def build_l2_messages(
     """
     if not topics:
         raise ValueError("a Level-2 prompt needs at least one topic")
-    example = _l2_task(EXAMPLE_ARTICLE, L2_EXAMPLE_TOPICS, _count(5))
-    article = truncate_document(text.strip(), max_chars)
-    user = _l2_task(article, topics, _count(num_questions))
+    example_article = article_block(EXAMPLE_ARTICLE, len(EXAMPLE_ARTICLE))
+    example = _l2_task(example_article, L2_EXAMPLE_TOPICS, _count(5))
+    user = _l2_task(article_block(text, max_chars), topics, _count(num_questions))
     return _conversation(example, _concept_answer(L2_EXAMPLE_QUESTIONS), user, CONCEPT_PREFILL)
 
 
@@ -241,13 +266,13 @@ def reference_budgets(lengths: Sequence[int], max_chars: int) -> list[int]:
 
 
 def join_references(texts: Sequence[str], max_chars: int) -> str:
-    """The reference articles as labelled sections, together within ``max_chars`` of text."""
+    """The reference articles as labelled blocks, together within ``max_chars`` of text."""
     if not 1 <= len(texts) <= MAX_REFERENCE_ARTICLES:
         raise ValueError(f"a Level-3 prompt takes 1 or 2 reference articles, got {len(texts)}")
-    stripped = [t.strip() for t in texts]
+    stripped = [clean_text(t).strip() for t in texts]
     budgets = reference_budgets([len(t) for t in stripped], max_chars)
     return "\n\n".join(
-        f"Reference article {i}:\n{truncate_document(t, budget)}"
+        article_block(t, budget, f"REFERENCE ARTICLE {i}")
         for i, (t, budget) in enumerate(zip(stripped, budgets, strict=True), start=1)
     )
 
@@ -256,8 +281,8 @@ def _l3_task(references: str, topics: Sequence[str], concepts: Sequence[str], co
     return _fill(
         _TASK_L3,
         text=references,
-        topics="; ".join(topics),
-        concepts="; ".join(concepts),
+        topics="; ".join(map(_name, topics)),
+        concepts="; ".join(map(_name, concepts)),
         count=count,
     )
 

@@ -106,10 +106,9 @@ class CheckpointStore:
 
         for step in reversed(self.steps()):
             uri = join(self.uri, checkpoint_name(step))
+            data = self.storage.read_bytes(uri)  # a failed read (S3 500) is not a damaged file
             try:
-                payload = torch.load(
-                    io.BytesIO(self.storage.read_bytes(uri)), map_location="cpu", weights_only=True
-                )
+                payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except Exception as exc:  # a damaged object: fall back to the one before
                 log.warning("unreadable checkpoint %s (%s); trying an older one", uri, exc)
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -83,17 +84,27 @@ def answered(cfg, num_shards: int = 2) -> None:
         ids = request_ids(storage, join(task, "requests", stem + ".jsonl"))
         lines = [response_to_line(reply(cid), MODEL, 1, None) for cid in ids]
         storage.write_text(join(task, "responses", stem + ".jsonl"), dumps_lines(lines))
-        storage.write_json(join(task, "responses", stem + ".done"), {})
+        # A marker is checked against its request file (jobs/llm/journal.py verified_done).
+        sha = hashlib.sha256(storage.read_bytes(join(task, "requests", stem + ".jsonl")))
+        storage.write_json(
+            join(task, "responses", stem + ".done"), {"requests_sha256": sha.hexdigest()}
+        )
 
 
 def run_process(
-    module: str, root_uri: str, *sets: str, attempt: str = "1", fault: str | None = None
+    module: str,
+    root_uri: str,
+    *sets: str,
+    attempt: str = "1",
+    fault: str | None = None,
+    extra: list[str] | None = None,
 ) -> subprocess.CompletedProcess:
     """``python -m module`` on the fault snapshot, as a task runner starts it."""
     env = {k: v for k, v in os.environ.items() if k != "SYNTHLLM_FAULT"}
     if fault:
         env["SYNTHLLM_FAULT"] = fault
     argv = [sys.executable, "-m", module, "--snapshot", SNAP, "--attempt", attempt]
+    argv += extra or []
     for item in (f'storage.root_uri="{root_uri}"', *sets):
         argv += ["--set", item]
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

@@ -20,7 +20,7 @@ from faultkit import REPO, SNAP, committed_rows, comparable
 from jobs.cli import run_job
 from jobs.commit import SUCCESS
 from jobs.config import StorageConfig
-from jobs.errors import EXIT_PERMANENT, kind
+from jobs.errors import EXIT_PERMANENT, EXIT_TRANSIENT, kind
 from jobs.ingest import ingest
 from jobs.layout import Layout
 from jobs.storage import Storage, join
@@ -66,8 +66,9 @@ def test_kill_ingest_while_writing_then_rerun(spark, tmp_path, record):
     assert len(expected["docs"]) == 23 and len(expected["quarantine"]) == 1
 
     layout = Layout(f"file://{faulty}", SNAP)
-    tmp_dirs = [Path(layout.table("documents_raw")[7:]) / "_tmp" / "1",
-                Path(layout.quarantine("ingest")[7:]) / "_tmp" / "1"]  # fmt: skip
+    # Each attempt stages under a folder of its own below _tmp (jobs/commit.py).
+    tmp_dirs = [Path(layout.table("documents_raw")[7:]) / "_tmp",
+                Path(layout.quarantine("ingest")[7:]) / "_tmp"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "SYNTHLLM_FAULT"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs.ingest.ingest", *argv(faulty, "1")],
@@ -76,7 +77,7 @@ def test_kill_ingest_while_writing_then_rerun(spark, tmp_path, record):
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 240
-        while not any(d.exists() for d in tmp_dirs) and proc.poll() is None:
+        while not any(d.is_dir() and any(d.iterdir()) for d in tmp_dirs) and proc.poll() is None:
             assert time.monotonic() < deadline, "ingest never started writing"
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
@@ -128,6 +129,50 @@ def test_corrupt_input_file_under_both_policies(spark, tmp_path, caplog, record)
         "ingest (spark)",
         "other files ingested, unreadable_file row names c.jsonl.gz, 25 = 23 + 2 quarantined",
     )
+
+
+def test_rows_that_used_to_kill_ingest_are_quarantined(spark, tmp_path, record):
+    """The issue's snapshot: a lone surrogate in a list id, a row nested 300,000 levels deep."""
+    folder = corpus(tmp_path)
+    (folder / "c.jsonl").write_bytes(
+        b'{"id": ["\\ud800"], "text": "Lone surrogate in the id."}\n'
+        + b"[" * 300_000
+        + b"]" * 300_000
+        + b"\n"
+    )
+    code = ingest_in_process(tmp_path, "1")
+    assert code == 0  # was 1 (UnicodeEncodeError / RecursionError) on every retry
+    got = outputs(tmp_path)
+    assert len(got["docs"]) == 23
+    assert sorted(r["reason"] for r in got["quarantine"]) == [
+        "invalid_id", "malformed_json", "nesting_too_deep"]  # fmt: skip
+    storage = Storage(StorageConfig(root_uri=f"file://{tmp_path}"))
+    stats = storage.read_json(join(Layout(f"file://{tmp_path}", SNAP).table("documents_raw"),
+                                   "_stats.json"))  # fmt: skip
+    assert (stats["rows_in"], stats["rows_out"], stats["rows_quarantined"]) == (26, 23, 3)
+    record("lone surrogate in a list id; 300,000-deep nesting", "ingest (spark)",
+           "exit 0 (was 1 on every retry): invalid_id + nesting_too_deep, 26 = 23 + 3")  # fmt: skip
+
+
+def test_snapshot_still_landing_is_transient_until_its_marker(spark, tmp_path, caplog, record):
+    folder = corpus(tmp_path)
+    sets = ("corpus.require_marker=true", "corpus.marker_wait_s=0.2", "corpus.marker_poll_s=0.05")
+    with caplog.at_level(logging.ERROR, logger="jobs"):
+        code = ingest_in_process(tmp_path, "1", *sets)
+    assert code == EXIT_TRANSIENT
+    assert f"snapshot file://{folder} is not complete: no _SUCCESS" in caplog.text
+    assert not (tmp_path / "runs").exists()  # nothing read, nothing staged
+    (folder / "_SUCCESS").write_text("")  # the copy finished: the retry ingests
+    assert ingest_in_process(tmp_path, "2", *sets) == 0
+    assert len(outputs(tmp_path)["docs"]) == 23
+    docs_uri = Layout(f"file://{tmp_path}", SNAP).table("documents_raw")
+    manifest = Storage(StorageConfig(root_uri=f"file://{tmp_path}")).read_json(
+        join(docs_uri, "_manifest.json")
+    )
+    assert manifest["corpus_marker"] == f"file://{folder}/_SUCCESS"
+    record("snapshot without its _SUCCESS marker (require_marker)", "ingest",
+           f"exit {code} ({kind(code)}) after the bounded wait, nothing written; "
+           "with the marker the retry ingests 23 rows")  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -1,15 +1,17 @@
 """S3 faults under answers.collect on the loopback S3 server (moto), injected with botocore's
-``before-send`` event: transient 503s and dropped connections, then a permanent AccessDenied."""
+``before-send`` event: transient 503s and dropped connections, a permanent AccessDenied, batch
+deletes that answer 200 but list per-key errors (or delete nothing), and 500s on reads."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
-from faultkit import ERRORED, NO_BOX, QIDS, SNAP, answered, committed_rows
+from faultkit import ERRORED, NO_BOX, QIDS, SNAP, answered, committed_rows, comparable, ctx
 
 from jobs.answers import collect
 from jobs.cli import base_parser, run_job
@@ -35,22 +37,44 @@ def _error(status: int, code: str) -> AWSResponse:
     return AWSResponse("http://fault", status, {}, _Body(body.encode()))
 
 
+def _delete_result(request, fail_keys: bool) -> AWSResponse:
+    """A 200 DeleteObjects answer that deletes nothing: every key in Errors, or none listed."""
+    keys = re.findall(r"<Key>(.*?)</Key>", request.body.decode() if request.body else "")
+    errors = "".join(
+        f"<Error><Key>{k}</Key><Code>InternalError</Code><Message>injected</Message></Error>"
+        for k in keys
+    )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        f"{errors if fail_keys else ''}</DeleteResult>"
+    )
+    return AWSResponse("http://fault", 200, {}, _Body(body.encode()))
+
+
 class S3Faults:
-    """Fail chosen S3 operations: ``plan[op]`` = (how many calls, 'reset' or (status, code))."""
+    """Fail chosen S3 operations: ``plan[op]`` = (how many calls, fault[, URL substring]).
+
+    A fault is 'reset', (status, code), or for DeleteObjects 'key_errors' (200 listing every
+    key as not deleted) or 'kept' (200, nothing deleted, nothing said). With a substring,
+    only calls whose URL holds it count.
+    """
 
     def __init__(self) -> None:
-        self.plan: dict[str, tuple[int, object]] = {}
+        self.plan: dict[str, tuple] = {}
         self.injected: dict[str, int] = {}
 
     def __call__(self, request, event_name: str, **_):
         op = event_name.rsplit(".", 1)[-1]
-        left, fault = self.plan.get(op, (0, None))
-        if left <= 0:
+        left, fault, *only = self.plan.get(op, (0, None))
+        if left <= 0 or (only and only[0] not in request.url):
             return None
-        self.plan[op] = (left - 1, fault)
+        self.plan[op] = (left - 1, fault, *only)
         self.injected[op] = self.injected.get(op, 0) + 1
         if fault == "reset":
             raise ConnectionClosedError(endpoint_url=request.url)
+        if fault in ("key_errors", "kept"):
+            return _delete_result(request, fault == "key_errors")
         return _error(*fault)
 
 
@@ -161,4 +185,67 @@ def test_missing_bucket_fails_clearly(s3_server, caplog, record):
         "S3 bucket missing (NoSuchBucket)",
         "answers.collect (s3)",
         f"exit {code} ({kind(code)}), log names NoSuchBucket, nothing written",
+    )
+
+
+def _commits(cfg) -> list[tuple[str, str]]:
+    """(attempt, rows) of qa and quarantine/answers; the staging of a failed try aside."""
+    storage, layout = Storage(cfg.storage), Layout(cfg.storage.root_uri, SNAP)
+    return [
+        (
+            storage.read_json(join(uri, SUCCESS))["attempt"],
+            comparable(committed_rows(storage, uri, id_column, tmp_ok=True)),
+        )
+        for uri, id_column in ((layout.table("qa"), "question_id"),
+                               (layout.quarantine("answers"), "raw"))
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [("key_errors", "keys not deleted"), ("kept", "still there after its delete")],
+)
+def test_batch_delete_that_deletes_nothing_stops_the_commit(
+    s3_cfg, s3_faults, caplog, record, fault, says
+):
+    cfg, overrides = s3_cfg
+    collect.run(ctx(cfg))  # run "faults", try 1: the commit the next attempt replaces
+    before = _commits(cfg)
+    # The first batch delete of the rerun withdraws quarantine/answers/_SUCCESS.
+    s3_faults.plan = {"DeleteObjects": (1, fault)}
+    with caplog.at_level(logging.ERROR, logger="jobs"):
+        code = _collect(overrides, "2")
+    assert s3_faults.injected == {"DeleteObjects": 1}
+    assert code == EXIT_TRANSIENT and says in caplog.text
+    assert _commits(cfg) == before  # nothing was deleted behind a marker readers trust
+    s3_faults.plan = {}
+    assert _collect(overrides, "3") == 0
+    record(
+        f"S3 DeleteObjects 200, {fault.replace('_', ' ')}",
+        "answers.collect (s3)",
+        f"exit {code} ({kind(code)}), old commit intact, same rows; rerun committed, "
+        f"{_check_balanced(cfg)}",
+    )
+
+
+def test_s3_500_on_reads_is_transient_not_a_corrupt_file(
+    s3_cfg, s3_faults, monkeypatch, caplog, record
+):
+    cfg, overrides = s3_cfg
+    s3_faults.plan = {"GetObject": (2, (500, "InternalError"), ".parquet")}
+    assert _collect(overrides, "1") == 0  # botocore retried both
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # keep the backoff short
+    s3_faults.plan = {"GetObject": (100, (500, "InternalError"), ".parquet")}
+    with caplog.at_level(logging.ERROR, logger="jobs"):
+        code = _collect(overrides, "2")
+    assert code == EXIT_TRANSIENT
+    assert "InternalError" in caplog.text
+    assert "cannot read Parquet" not in caplog.text and "corrupt" not in caplog.text
+    s3_faults.plan = {}
+    assert _collect(overrides, "3") == 0
+    record(
+        "S3 500 InternalError on Parquet reads",
+        "answers.collect (s3)",
+        f"x2: retried, committed; every read: exit {code} ({kind(code)}), not 'corrupt'; "
+        f"rerun committed, {_check_balanced(cfg)}",
     )

@@ -1,7 +1,8 @@
-"""Test helper: put a table in place the way a stage commits its output."""
+"""Test helpers: put a table in place the way a stage commits its output; mark a shard done."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from jobs.commit import StageOutput, StageStats
@@ -31,3 +32,11 @@ def commit_table(
     if commit:
         out.commit({"job": "test"}, stats)
     return out
+
+
+def mark_done(storage: Storage, task_uri: str, stem: str, **extra: Any) -> None:
+    """Mark shard ``stem`` of the LLM task at ``task_uri`` done for its current request file,
+    as the runner before part files did (the journal ``responses/{stem}.jsonl`` beside it)."""
+    requests = storage.read_bytes(join(task_uri, "requests", stem + ".jsonl"))
+    marker = {"requests_sha256": hashlib.sha256(requests).hexdigest(), **extra}
+    storage.write_json(join(task_uri, "responses", stem + ".done"), marker)

@@ -6,7 +6,7 @@ import argparse
 import json
 
 import pytest
-from committed import commit_table
+from committed import commit_table, mark_done
 
 from jobs.answers import collect, prepare
 from jobs.answers.prompts import PROMPT_VERSION
@@ -109,7 +109,7 @@ def write_shard(storage, cfg, name, pairs, done=True):
     lines = [response_to_line(r, MODEL, 2 if f else 1, f) for r, f in pairs]
     storage.write_text(join(task_uri(cfg), "responses", name + ".jsonl"), dumps_lines(lines))
     if done:
-        storage.write_json(join(task_uri(cfg), "responses", name + ".done"), {})
+        mark_done(storage, task_uri(cfg), name)
 
 
 def resp(cid, text, c=30, error=None, finish="stop"):

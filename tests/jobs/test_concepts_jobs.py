@@ -6,7 +6,7 @@ import argparse
 import json
 
 import pytest
-from committed import commit_table
+from committed import commit_table, mark_done
 
 from jobs.cli import JobContext
 from jobs.concepts import collect, prepare
@@ -82,7 +82,7 @@ def answer(storage, cfg, responses):
     task = Layout(cfg.storage.root_uri, SNAP).llm_task("concepts")
     lines = [response_to_line(r, MODEL, 1, None) for r in responses]
     storage.write_text(join(task, "responses", "shard-00000-of-00001.jsonl"), dumps_lines(lines))
-    storage.write_json(join(task, "responses", "shard-00000-of-00001.done"), {})
+    mark_done(storage, task, "shard-00000-of-00001")
 
 
 def test_collect_normalises_names_into_node_ids_and_quarantines_the_rest(cfg):
@@ -167,7 +167,7 @@ def test_collect_joins_a_repair_to_the_topics_of_the_first_reply(cfg):
           for d in ("d-frac", "d-noise", "d-err")],
     ]  # fmt: skip
     storage.write_text(join(task, "responses", "shard-00000-of-00001.jsonl"), dumps_lines(lines))
-    storage.write_json(join(task, "responses", "shard-00000-of-00001.done"), {})
+    mark_done(storage, task, "shard-00000-of-00001")
     stats = collect.run(make_ctx(cfg))
     table = read_table(storage, Layout(cfg.storage.root_uri, SNAP).table("doc_concepts"))
     quad = table[table["doc_id"] == "d-quad"]

@@ -24,6 +24,7 @@ from jobs.concepts.prompts import (
     PROMPT_VERSION,
     build_messages,
 )
+from jobs.llm.prompt_data import DATA_NOTE
 from jobs.questions.prompts import TRUNCATION_MARK
 
 CLEAN = """<level>College</level>
@@ -394,19 +395,21 @@ def test_prompt_layout_and_prefill():
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
     assert EXAMPLE_ARTICLE in messages[1]["content"]
     assert messages[2]["content"] == EXAMPLE_ANSWER
-    assert messages[3]["content"].startswith("Article:\nThe derivative of $x^2$ is $2x$.\n\n")
+    assert messages[3]["content"].startswith(
+        DATA_NOTE + "\n<<<ARTICLE>>>\nThe derivative of $x^2$ is $2x$.\n<<<END ARTICLE>>>\n\n"
+    )
     assert (
         messages[3]["content"].replace("The derivative of $x^2$ is $2x$.", EXAMPLE_ARTICLE)
         == messages[1]["content"]
     )
     assert messages[4] == {"role": "assistant", "content": PREFILL}
     assert EXAMPLE_ANSWER.startswith(PREFILL)
-    assert PROMPT_VERSION == "p-k/v1"
+    assert PROMPT_VERSION == "p-k/v2"
 
 
 def test_prompt_truncates_the_article():
     content = build_messages("word " * 2000, 500)[3]["content"]
-    article = content.split("\n\n")[0].removeprefix("Article:\n")
+    article = content.split("<<<ARTICLE>>>\n")[1].split("\n<<<END ARTICLE>>>")[0]
     assert len(article) <= 500 and article.endswith(TRUNCATION_MARK.strip())
 
 

@@ -81,3 +81,38 @@ def test_comparisons_from_worker_threads_keep_their_time_limits():
         verdicts = list(pool.map(lambda p: verifier.check(*p), pairs))
     assert [v.correct for v in verdicts] == [True] * 4 + [False] * 4
     assert {v.status for v in verdicts} == {"correct", "wrong"}
+
+
+SECRETS = {
+    "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "hunter2",
+    "AWS_SESSION_TOKEN": "tok",
+    "OPENAI_API_KEY": "sk-test",
+    "HF_TOKEN": "hf_x",
+    "SYNTHLLM_S3_ENDPOINT_URL": "http://minio:9000",
+    "MY_DB_PASSWORD": "pw",
+}
+
+
+def no_secrets_here(pred: str, gold: str, timeout_s: float) -> bool:
+    """True when this process's environment holds none of ``SECRETS`` but the harmless one."""
+    import os
+
+    return not set(SECRETS) & set(os.environ) and os.environ.get("SYNTHLLM_PROBE") == "kept"
+
+
+def test_the_worker_starts_without_cloud_credentials(monkeypatch):
+    from pathlib import Path
+
+    from jobs.evaluation.verify import worker_environment
+
+    for name, value in {**SECRETS, "SYNTHLLM_PROBE": "kept"}.items():
+        monkeypatch.setenv(name, value)
+    assert not no_secrets_here("x", "x", 1)  # the parent has them
+    assert set(worker_environment({**SECRETS, "PATH": "/bin"})) == {"PATH"}
+    with Verifier(timeout_s=30, compare=no_secrets_here, preload=()) as verifier:
+        assert verifier.check("x", "x").correct  # evaluated inside the worker
+        environ = Path(f"/proc/{verifier._proc.pid}/environ")
+        if environ.exists():  # Linux: the process's own environment block, as started
+            names = {kv.split(b"=", 1)[0].decode() for kv in environ.read_bytes().split(b"\0")}
+            assert not set(SECRETS) & names and "SYNTHLLM_PROBE" in names

@@ -14,6 +14,7 @@ from jobs.commit import StageStats
 from jobs.config import ConfigError, RefineConfig, load_config
 from jobs.filter.rating import (
     PREFILL,
+    Outcome,
     Rating,
     parse_rating,
     rate,
@@ -218,6 +219,36 @@ def test_a_round_that_cannot_decide_keeps_the_previous_set(kw, fallback):
     assert np.isnan(result.fine_score).all()
 
 
+def test_a_round_that_keeps_almost_nothing_falls_back_as_collapsed():
+    # 4 ratings (one high, three low) fit a forest that scores nearly every document under the
+    # threshold: without the minimum share the round keeps a handful of 200 documents.
+    rng = np.random.default_rng(0)
+    n = 200
+    ids = [f"d{i:04d}" for i in range(n)]
+    cand = Candidates(ids, ["x"] * n, rng.normal(size=(n, 8)), np.arange(n) % 2 == 0)
+
+    def rater(t, docs):
+        out = []
+        for k, (d, _) in enumerate(docs):
+            v = 10 if k == 0 else 1
+            text = f"Relevance: {v}\nClarity: {v}\nLanguage: {v}"
+            out.append(Outcome(d, parse_rating(text), ChatResponse(d, text, 1, 1, "stop")))
+        return out
+
+    base = {"num_iterations": 1, "num_rate_previous": 2, "num_rate_random": 2,
+            "min_ratings": 4, "num_trees": 100}  # fmt: skip
+    unguarded = run_rounds(cand, rater, RefineConfig(**base, min_keep_share=0))
+    [stats] = unguarded.rounds
+    assert stats["training_rows"] == 4 and stats["fallback"] is None
+    assert 1 <= unguarded.kept.sum() <= 10 and unguarded.decided_by == 1  # the collapse
+    guarded = run_rounds(cand, rater, RefineConfig(**base))  # default min_keep_share=0.2
+    [stats] = guarded.rounds
+    assert stats["fallback"] == "collapsed" and stats["keep_share"] < 0.2
+    assert stats["above_threshold"] == unguarded.kept.sum()
+    assert np.array_equal(guarded.kept, cand.cold_kept) and stats["kept"] == n // 2
+    assert guarded.decided_by == 0 and np.isnan(guarded.fine_score).all()
+
+
 def test_zero_iterations_never_calls_the_rater():
     cand = _candidates()
     result = run_rounds(cand, lambda t, docs: pytest.fail("rated"), _cfg(num_iterations=0))
@@ -245,13 +276,10 @@ def _ctx(cfg):
     return JobContext(cfg, SNAP, "t", "1", layout, None)
 
 
-def test_refine_job_balances_rows_and_quarantines_ratings(make_config):
-    from jobs.filter.refine import run
-
-    cfg = make_config("refine.num_rate_previous=8", "refine.num_rate_random=8",
-                      "refine.min_ratings=6", "refine.num_trees=20")  # fmt: skip
+def _job_rows() -> list[dict]:
+    """The candidates table of :func:`_candidates`."""
     cand = _candidates()
-    rows = [
+    return [
         {"doc_id": d, "text": t, "url": None, "source": "s.jsonl", "snapshot": SNAP,
          "meta": [("domain_hint", d[0])], "num_chars": len(t), "alpha_ratio": 0.8,
          "symbol_ratio": 0.1, "dup_line_fraction": 0.0, "domain_score": 0.9 if k else 0.2,
@@ -259,6 +287,18 @@ def test_refine_job_balances_rows_and_quarantines_ratings(make_config):
         for d, t, v, k in zip(cand.doc_ids, cand.texts, cand.embeddings, cand.cold_kept,
                               strict=True)
     ]  # fmt: skip
+
+
+JOB_SETTINGS = ("refine.num_rate_previous=8", "refine.num_rate_random=8",
+                "refine.min_ratings=6", "refine.num_trees=20")  # fmt: skip
+
+
+def test_refine_job_balances_rows_and_quarantines_ratings(make_config):
+    from jobs.filter.refine import run
+
+    cfg = make_config(*JOB_SETTINGS)
+    cand = _candidates()
+    rows = _job_rows()
     storage, ctx = Storage(cfg.storage), _ctx(cfg)
     commit_table(storage, ctx.layout.table("candidates"), StageStats(), rows, _candidates_schema())
     stats = run(ctx, engine_factory=FakeEngine)
@@ -288,6 +328,50 @@ def test_refine_job_balances_rows_and_quarantines_ratings(make_config):
     assert sum(info["histograms"]["fine"]["counts"]) == len(rows)
     assert info["ratings_quarantined"] == ({"unparseable_rating": len(ratings_q)}
                                            if len(ratings_q) else {})  # fmt: skip
+
+
+class DyingEngine(FakeEngine):
+    """Rates like FakeEngine, but the process "dies" on the first request of round 2."""
+
+    def generate(self, requests):
+        if any(r.custom_id.startswith("t2-") for r in requests):
+            raise RuntimeError("killed in round 2")
+        return super().generate(requests)
+
+
+def test_a_rerun_of_refine_reuses_the_ratings_it_already_has(make_config, tmp_path):
+    from jobs.filter.refine import run
+
+    cfg = make_config(*JOB_SETTINGS, "generation.batch_size=4")
+    storage, ctx = Storage(cfg.storage), _ctx(cfg)
+    table = ctx.layout.table("candidates")
+    commit_table(storage, table, StageStats(), _job_rows(), _candidates_schema())
+    dying = DyingEngine()
+    with pytest.raises(RuntimeError, match="killed in round 2"):
+        run(ctx, engine_factory=lambda: dying)
+    round1 = {r.custom_id for call in dying.calls for r in call}
+    assert round1 and all(cid.startswith("t1-") for cid in round1)
+    assert not storage.exists(join(ctx.layout.table("documents"), "_SUCCESS"))
+
+    engine = FakeEngine()
+    stats = run(_ctx(cfg), engine_factory=lambda: engine)
+    asked = {r.custom_id for call in engine.calls for r in call}
+    assert asked and not asked & round1  # round 1 is not rated again
+    assert all(cid.startswith("t2-") for cid in asked)
+    info = stats.extra["refine"]
+    assert info["ratings_reused"] == len(round1) and info["decided_by_round"] == 2
+    assert info["rounds"][0]["rated"] == len(round1)  # round 1's ratings, read back
+    # The same documents as a run that was never interrupted.
+    other = make_config(*JOB_SETTINGS, "generation.batch_size=4", root=tmp_path / "other")
+    other_ctx = _ctx(other)
+    commit_table(Storage(other.storage), other_ctx.layout.table("candidates"), StageStats(),
+                 _job_rows(), _candidates_schema())  # fmt: skip
+    clean = run(other_ctx, engine_factory=FakeEngine)
+    assert clean.extra["refine"]["ratings_reused"] == 0
+    resumed = read_table(storage, ctx.layout.table("documents"))
+    uninterrupted = read_table(Storage(other.storage), other_ctx.layout.table("documents"))
+    assert list(resumed["doc_id"]) == list(uninterrupted["doc_id"])
+    assert list(resumed["fine_score"]) == list(uninterrupted["fine_score"])
 
 
 # -- config and LLM-written positives -----------------------------------------------------------

@@ -141,6 +141,25 @@ def test_combinations_cover_all_levels_and_balance(spark, cfg):
     assert "walk_id" in raw
 
 
+def test_level1_takes_fine_scores_first_in_the_order_of_select_documents(spark):
+    import pandas as pd
+
+    from jobs.questions.prepare import select_documents
+
+    rows = [("d-cold", 0.99, None), ("d-low", 0.95, 6.6), ("d-high", 0.5, 8.1),
+            ("d-tie", 0.6, 8.1), ("d-none", None, None)]  # fmt: skip
+    docs = spark.createDataFrame(rows, "doc_id string, domain_score double, fine_score double")
+    got = [r["combo_id"] for r in combinations.level1(docs, 4).collect()]
+    expected = select_documents(pd.DataFrame(rows, columns=docs.columns), 4)["doc_id"]
+    assert (
+        got == [f"l1-{d}" for d in expected] == ["l1-d-tie", "l1-d-high", "l1-d-low", "l1-d-cold"]
+    )
+    legacy = docs.drop("fine_score")  # a documents table from before the refine job
+    assert [r["combo_id"] for r in combinations.level1(legacy, 2).collect()] == [
+        "l1-d-cold", "l1-d-low"
+    ]  # fmt: skip
+
+
 def test_combinations_are_the_same_on_rerun(spark, cfg):
     build.run(make_ctx(cfg))
     combinations.run(make_ctx(cfg))

@@ -33,7 +33,7 @@ def jl(obj) -> bytes:
     ("line", "reason"),
     [
         (b'{"id": 1, "text": "unterminated', rules.MALFORMED_JSON),
-        (b"[1, 2, 3]", rules.MALFORMED_JSON),
+        (b"[1, 2, 3]", rules.NOT_AN_OBJECT),
         (b'{"text": "bad \xff\xfe byte"}', rules.INVALID_UTF8),
         (b'{"text": "lone \\ud800 surrogate"}', rules.INVALID_UTF8),
         (b'{"id": "x", "title": "no text"}', rules.MISSING_TEXT),
@@ -258,9 +258,12 @@ def test_parquet_without_text_column_names_the_file(spark, make_config, tmp_path
     import pyarrow.parquet as pq
 
     folder = _corpus(tmp_path)
-    pq.write_table(pa.table({"id": ["1"], "body": ["x"]}), folder / "notext.parquet")
-    with pytest.raises(IngestInputError, match=r"notext\.parquet has no 'text' column"):
+    pq.write_table(pa.table({"id": ["1"], "Text": ["x"]}), folder / "notext.parquet")
+    with pytest.raises(IngestInputError, match=r"notext\.parquet has no 'text' column") as info:
         _run(make_config, "1")
+    message = str(info.value)  # the columns it found, and no claim that the file is corrupt
+    assert "columns found: ['id', 'Text']" in message and "did you mean 'Text'" in message
+    assert "corrupt" not in message
 
 
 def test_unreadable_parquet_names_the_file(spark, make_config, tmp_path):

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from jobs.config import GenerationConfig
+from jobs.errors import EXIT_PERMANENT, classify
 from jobs.llm.engine import ChatRequest, make_engine
-from jobs.llm.openai_engine import OpenAIEngine, retry_after_s
+from jobs.llm.openai_engine import EndpointRejected, OpenAIEngine, public_url, retry_after_s
 from jobs.llm.transformers_engine import resolve_model
 
 
@@ -165,6 +166,34 @@ def test_client_errors_are_not_retried(scripted):
     [resp] = OpenAIEngine(server.url, "m", max_retries=3, backoff_s=0.01).generate([_ask("a", "x")])
     assert resp.error.startswith("HTTP 400") and "bad model" in resp.error
     assert len(server.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "why"),
+    [(401, "API key was refused"), (403, "access denied"), (404, "no such model")],
+)
+def test_a_refused_key_or_unknown_model_fails_the_whole_batch_at_once(scripted, status, why):
+    server = scripted((0.05, status, {}, {"error": {"message": "nope"}}))
+    port = server.url.split(":")[2].split("/")[0]
+    url = f"http://user:hunter2@127.0.0.1:{port}/v1"  # credentials in the URL stay out
+    engine = OpenAIEngine(url, "no-such-model", concurrency=2, max_retries=4, backoff_s=0.01)
+    reqs = [_ask(f"r{i}", str(i)) for i in range(12)]
+    with pytest.raises(EndpointRejected) as exc:
+        engine.generate(reqs)
+    message = str(exc.value)
+    assert f"HTTP {status}" in message and why in message and "'no-such-model'" in message
+    assert f"http://127.0.0.1:{port}/v1/chat/completions" in message
+    assert "hunter2" not in message and "user" not in message
+    assert classify(exc.value) == EXIT_PERMANENT
+    # Neither retried nor sent for every request: at most the requests already in flight.
+    assert 1 <= len(server.calls) <= 2
+
+
+def test_public_url_drops_credentials_query_and_fragment():
+    assert public_url("https://u:p@api.example.com:8443/v1/chat?key=sk-1#x") == (
+        "https://api.example.com:8443/v1/chat"
+    )
+    assert public_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
 
 
 def test_concurrency_is_bounded_and_order_kept(scripted):

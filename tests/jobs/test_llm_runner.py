@@ -3,23 +3,41 @@ the error-share limit and the model fingerprint."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
+from jobs.errors import EXIT_PERMANENT, classify
 from jobs.layout import Layout
 from jobs.llm import run_shard as run_shard_job
 from jobs.llm.batchfile import ShardSpec, dumps_lines, response_to_line, write_request_shards
 from jobs.llm.engine import ChatRequest, ChatResponse
 from jobs.llm.fingerprint import model_fingerprint
-from jobs.llm.journal import list_attempts, merge_responses, read_shard_lines
+from jobs.llm.journal import (
+    ShardNotDoneError,
+    list_attempts,
+    merge_responses,
+    new_attempt,
+    part_uri,
+    read_shard_lines,
+    verified_done,
+)
 from jobs.llm.results import (
     IncompleteTaskError,
+    InconsistentShardsError,
+    MissingRequestsError,
     read_task_responses,
     require_task_done,
     task_token_totals,
 )
-from jobs.llm.runner import ShardErrorShareExceeded, ShardFiles, derive_seed, run_shard
+from jobs.llm.runner import (
+    ShardErrorShareExceeded,
+    ShardFiles,
+    StaleRequestsError,
+    derive_seed,
+    run_shard,
+)
 from jobs.llm.tasks import TASK_MODULES, LLMTask, get_task, register_task, unregister_task
 from jobs.storage import Storage, join
 
@@ -239,6 +257,30 @@ def test_uncommitted_or_missing_requests_fail_clearly(env):
     _write_requests(storage, layout, "plain", ["a"], num_shards=1)
     with pytest.raises(FileNotFoundError, match="shard-00001-of-00002.jsonl"):
         run_shard(storage, layout, PLAIN, ShardSpec(1, 2), EchoEngine(), cfg)
+
+
+def test_structural_shard_errors_are_permanent(env):
+    cfg, storage, layout = env
+    _write_requests(storage, layout, "plain", ["a", "b"], num_shards=1)
+    with pytest.raises(MissingRequestsError) as missing:
+        run_shard(storage, layout, PLAIN, ShardSpec(1, 2), EchoEngine(), cfg)
+    marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), EchoEngine(), cfg)
+    # A response for an id the requests do not have, under the shard's own key.
+    files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
+    attempt = new_attempt(storage, marker["responses_uri"])
+    stray = response_to_line(ChatResponse("zz", "ok:zz", 1, 1, "stop"), "echo-1", 1, None)
+    storage.write_text(part_uri(attempt, 0), dumps_lines([stray]))
+    storage.delete(files.done)
+    engine = EchoEngine()
+    with pytest.raises(InconsistentShardsError, match="1 stored custom_ids") as strays:
+        run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg)
+    assert engine.calls == []  # refused before generating anything
+    requests_uri = join(layout.llm_task("plain"), "requests")
+    storage.write_text(join(requests_uri, "shard-00001-of-00003.jsonl"), "")
+    with pytest.raises(InconsistentShardsError, match="inconsistent") as counts:
+        require_task_done(storage, layout, "plain")
+    for exc in (missing, strays, counts):
+        assert classify(exc.value) == EXIT_PERMANENT, exc.value
 
 
 def test_task_results_helpers(env):
@@ -533,5 +575,96 @@ def test_readers_accept_a_journal_from_the_runner_before_part_files(env):
     files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
     line = response_to_line(ChatResponse("a", "old", 1, 1, "stop"), "m")
     storage.write_text(files.responses + ".jsonl", dumps_lines([line]))
-    storage.write_json(files.done, {"requests": 1})
+    sha = hashlib.sha256(storage.read_bytes(files.requests)).hexdigest()
+    storage.write_json(files.done, {"requests": 1, "requests_sha256": sha})
     assert read_task_responses(storage, layout, "plain")["a"].text == "old"
+    # That marker names its requests' hash too: a marker of other requests is refused.
+    storage.write_json(files.done, {"requests": 1, "requests_sha256": "0" * 64})
+    with pytest.raises(IncompleteTaskError, match="shard-00000-of-00001"):
+        read_task_responses(storage, layout, "plain")
+
+
+# -- a .done marker is checked, never trusted -------------------------------------------------
+
+
+class PrepareMidRunEngine(EchoEngine):
+    """On its first call, ``replace()`` runs (a prepare committing other requests meanwhile)."""
+
+    def __init__(self, replace):
+        super().__init__()
+        self.replace = replace
+
+    def generate(self, requests):
+        if not self.calls:
+            self.replace()
+        return super().generate(requests)
+
+
+@pytest.mark.parametrize("prepare", ["replaces the requests", "withdraws requests/_SUCCESS"])
+def test_a_zombie_shard_cannot_mark_done_requests_that_prepare_replaced(env, prepare):
+    cfg, storage, layout = env
+    _write_requests(storage, layout, "plain", ["a", "b"])
+    files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
+
+    def replace():
+        if prepare == "replaces the requests":
+            _write_requests(storage, layout, "plain", ["a", "c"])
+        else:  # a prepare mid-commit (or killed there)
+            storage.delete(join(layout.llm_task("plain"), "requests", "_SUCCESS"))
+
+    with pytest.raises(StaleRequestsError, match="changed while plain shard-00000-of-00001 ran"):
+        run_shard(storage, layout, PLAIN, ShardSpec(0, 1), PrepareMidRunEngine(replace), cfg)
+    assert not storage.exists(files.done) and not storage.exists(files.stats)
+    if prepare != "replaces the requests":
+        return
+    with pytest.raises(IncompleteTaskError):
+        require_task_done(storage, layout, "plain")
+    marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), EchoEngine(), cfg)
+    assert set(read_task_responses(storage, layout, "plain")) == {"a", "c"}
+    sha = hashlib.sha256(storage.read_bytes(files.requests)).hexdigest()
+    assert marker["requests_sha256"] == sha
+
+
+def test_a_stale_marker_is_refused_by_readers_and_redone_by_the_runner(env):
+    cfg, storage, layout = env
+    _write_requests(storage, layout, "plain", ["a", "b"])
+    files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
+    old = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), EchoEngine(), cfg)
+    _write_requests(storage, layout, "plain", ["a", "b", "c"])  # prepare: new requests
+    assert storage.read_json(files.done) == old  # still there, and refused:
+    with pytest.raises(IncompleteTaskError, match="1 of 1 shards not done"):
+        require_task_done(storage, layout, "plain")
+    with pytest.raises(IncompleteTaskError):
+        read_task_responses(storage, layout, "plain")
+    assert task_token_totals(storage, layout, "plain")["shards_done"] == 0
+    engine = EchoEngine()
+    new = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg)
+    assert engine.generated_ids == ["a", "b", "c"] and new["shard_key"] != old["shard_key"]
+    assert set(read_task_responses(storage, layout, "plain")) == {"a", "b", "c"}
+
+    # A zombie of the old requests writes its marker after all: refused again, and the next
+    # run only re-marks the shard (its responses are stored under the current key).
+    storage.write_json(files.done, old)
+    with pytest.raises(IncompleteTaskError):
+        require_task_done(storage, layout, "plain")
+    engine = EchoEngine()
+    again = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), engine, cfg)
+    assert engine.generated_ids == [] and again["shard_key"] == new["shard_key"]
+    assert require_task_done(storage, layout, "plain") == [ShardSpec(0, 1)]
+
+
+def test_a_marker_whose_key_is_not_its_requests_and_model_is_refused(env):
+    cfg, storage, layout = env
+    _write_requests(storage, layout, "plain", ["a"])
+    files = ShardFiles.of(layout, "plain", ShardSpec(0, 1))
+    marker = run_shard(storage, layout, PLAIN, ShardSpec(0, 1), EchoEngine(), cfg)
+    assert verified_done(storage, files) == marker
+    for forged in (
+        {**marker, "shard_key": "0" * 16},
+        {**marker, "model_fingerprint": {**marker["model_fingerprint"], "sha256": "f" * 64}},
+        {k: v for k, v in marker.items() if k != "requests_sha256"},
+    ):
+        storage.write_json(files.done, forged)
+        assert verified_done(storage, files) is None
+        with pytest.raises(ShardNotDoneError):
+            read_shard_lines(storage, files)

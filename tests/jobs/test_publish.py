@@ -294,3 +294,50 @@ def test_streamed_files_equal_the_in_memory_encoding_when_one_batch(tmp_path):
         ordered.to_pylist()
     )
     assert Path(files["data/qa.parquet"]["path"]).read_bytes() == dataset.encode_parquet(ordered)
+
+
+def test_published_manifests_name_no_location_but_the_datasets_own(env):
+    import re
+
+    root, storage, layout = env
+    validate_all(storage, layout)
+    secrets = ("minio.internal", "llm.internal", "other-bucket")
+    argv = ["--snapshot", SNAP, "--run-id", "r", "--set", f'storage.root_uri="{root}"',
+            "--set", 'storage.s3_endpoint_url="http://minio.internal:9000"',
+            "--set", 'generation.openai_base_url="http://llm.internal:8000/v1"',
+            "--set", 'evaluation.eval_set_uri="s3://other-bucket/evals/set.jsonl"']  # fmt: skip
+    assert main(argv) == 0
+    own = layout.dataset
+    for name in ("manifest.json", "_manifest.json"):
+        text = storage.read_text(join(own, name))
+        for secret in (*secrets, root.removeprefix("file://") + "/runs"):
+            assert secret not in text, (name, secret)
+        uris = re.findall(r"[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"']*", text)
+        assert all(u.startswith(own) for u in uris), (name, uris)
+    manifest = storage.read_json(join(own, "manifest.json"))
+    assert manifest["report_uri"] == "../../../reports/2026-11-01/index.html"
+    assert manifest["corpus_uri"] == "../../../corpus/2026-11-01"
+    commit = storage.read_json(join(own, "_manifest.json"))
+    assert commit["inputs"] == ["../../../runs/2026-11-01/qa"]
+    assert commit["config"]["storage"]["s3_endpoint_url"] == "<redacted>"
+    assert commit["config"]["generation"]["openai_base_url"] == "<redacted>"
+    assert commit["config"]["storage"]["root_uri"] == "<redacted>"
+    card = storage.read_text(join(own, "README.md"))
+    assert "../../../reports/2026-11-01/index.html" in card
+
+
+def test_public_copy_rewrites_uris_and_location_fields():
+    from jobs.publish.redact import REDACTED, public_copy
+
+    own, root = "s3://b/p/datasets/synthllm/S", "s3://b/p"
+    got = public_copy(
+        {"a": f"{own}/data/qa.parquet", "b": "s3://b/p/runs/S/qa", "c": "see https://x.io/v1 now",
+         "bucket": "b", "s3_endpoint_url": None, "host": "10.0.0.1:9000", "n": 3,
+         "l": ["s3://other/x", own]},
+        own, root,
+    )  # fmt: skip
+    assert got == {
+        "a": f"{own}/data/qa.parquet", "b": "../../../runs/S/qa", "c": f"see {REDACTED} now",
+        "bucket": REDACTED, "s3_endpoint_url": None, "host": REDACTED, "n": 3,
+        "l": [REDACTED, own],
+    }  # fmt: skip

@@ -42,6 +42,9 @@ KEEP = {
     "q04": "A train travels 120 km in 2 hours. What is its average speed in km per hour?",
     "q05": "If f(x) = x^2 - 4x + 1, find the minimum value of f over all real x, and the x "
     "at which it is reached, showing each step of completing the square.",
+    # about circles, like the examples, but a question of its own
+    "q06": "A circle is inscribed in a square of side 8 cm. What is the area of the region "
+    "inside the square but outside the circle?",
 }
 PLANTED = {
     # id: (question, reason)
@@ -62,6 +65,18 @@ PLANTED = {
         "at which it is reached, showing every step of completing the square.",
         "duplicate_near",
     ),  # q05 with one word changed
+    # the Level-1 prompt's example, as the published sample held it
+    "q50": ("Find the area of a circle of radius 5.", "prompt_echo"),
+    "q51": (  # the Level-2 pizza example, reworded
+        "A pizza with a radius of 15 cm costs $12, while a pizza with a radius of 20 cm "
+        "costs $20. Which pizza gives more area per dollar?",
+        "prompt_echo",
+    ),
+    "q52": (  # the Level-3 dart example, reworded
+        "A dart is thrown at random at a circular board of radius 10 cm. What is the "
+        "probability that it lands closer to the centre than to the edge?",
+        "prompt_echo",
+    ),
 }
 
 
@@ -127,6 +142,9 @@ def test_planted_questions_land_in_quarantine_with_reason_and_reference(spark, c
     assert ref["q30"] == {"published_snapshot": OTHER, "published_question_id": "p-7"}
     assert ref["q40"]["duplicate_of"] == "q03" and ref["q40"]["similarity"] == 1.0
     assert ref["q41"]["duplicate_of"] == "q05" and ref["q41"]["similarity"] >= 0.8
+    assert ref["q50"] == {"example": "p-l1:1", "similarity": 1.0}
+    assert ref["q51"]["example"] == "p-l2:2" and ref["q52"]["example"] == "p-l3:1"
+    assert 0.45 <= ref["q51"]["similarity"] < 1.0
     assert q.loc["q13", "doc_id"] == "doc-q13" and q.loc["q13", "stage"] == clean.STAGE
     # rows in = rows out + quarantined, overall and per level
     stats.check_balance()
@@ -137,6 +155,7 @@ def test_planted_questions_land_in_quarantine_with_reason_and_reference(spark, c
         assert level["in"] == level["out"] + sum(level["removed"].values())
     assert stats.extra["by_level"]["2"]["removed"]["duplicate_near"] == 1
     assert [s["name"] for s in stats.extra["eval_sets"]] == ["builtin-2026-40", "mathbench"]
+    assert {"p-l1:1", "p-l2:2", "p-l3:1", "answer:1"} <= set(stats.extra["prompt_examples"])
     assert stats.extra["index_snapshots"] == [OTHER]
 
 
@@ -221,3 +240,77 @@ def test_ngrams_use_the_short_n_only_when_a_text_is_short():
     )
     grams, short = tagged_ngrams("What is 2 + 2", 13, 8)
     assert short and grams == ["S:what is 2 2"]
+
+
+# ---------------------------------------------------------------- prompt echoes
+
+ECHOES = [
+    ("Find the area of a circle of radius $5$.", "p-l1:1"),  # the example itself
+    ("find the area of a circle of radius 7", "p-l1:1"),  # other numbers, no LaTeX
+    ("A circle has area $36\\pi$. What is its radius?", "p-l1:2"),
+    ("A pizza of radius 15 cm costs 12 dollars and one of radius 20 cm costs 18 dollars. "
+     "Which one is the better deal per square cm?", "p-l2:2"),
+    ("A 15 cm radius pizza is sold for 12 dollars and a 20 cm radius pizza for 20 dollars. "
+     "Which pizza offers more area for each dollar, and by what factor?", "p-l2:2"),
+    ("A dart lands at a uniformly random point of a circular board with radius 10 cm. Find "
+     "the probability that the dart is closer to the center of the board than to its edge.",
+     "p-l3:1"),
+    ("A shop sells pencils at $2$ dollars each. How much do $9$ pencils cost?", "answer:1"),
+]  # fmt: skip
+OWN_QUESTIONS = [
+    KEEP["q06"],
+    "A circular garden has a radius of 6 m. A path of width 1 m surrounds it. Find the area "
+    "of the path.",
+    "Two concentric circles have radii 3 and 5. What is the area of the ring between them?",
+    "The radius of a circle is increased by 10%. By what percentage does its area increase?",
+    "A chord of length 8 is drawn in a circle of radius 5. How far is the chord from the centre?",
+    "What is the probability of rolling a sum of 7 with two fair dice?",
+    *KEEP.values(),
+]
+
+
+def _examples():
+    from jobs.llm.prompt_examples import prompt_examples
+    from jobs.questions.cleaning import echo_grams
+
+    return [(e.name, echo_grams(e.text)) for e in prompt_examples()]
+
+
+@pytest.mark.parametrize(("text", "example"), ECHOES)
+def test_copies_and_paraphrases_of_a_prompt_example_are_echoes(text, example):
+    from jobs.questions.cleaning import echo_of
+
+    got = echo_of(text, _examples(), 0.45)
+    assert got is not None and got[0] == example, got
+
+
+@pytest.mark.parametrize("text", OWN_QUESTIONS)
+def test_questions_of_their_own_are_not_echoes(text):
+    from jobs.questions.cleaning import echo_of
+
+    assert echo_of(text, _examples(), 0.45) is None
+    assert echo_of(text, _examples(), 0.4) is None  # with room to spare
+
+
+def test_every_example_of_every_prompt_module_is_registered():
+    import importlib
+    import pkgutil
+
+    import jobs
+    from jobs.llm.prompt_examples import PROMPT_MODULES, prompt_examples
+
+    texts = {e.text for e in prompt_examples()}
+    for info in pkgutil.walk_packages(jobs.__path__, "jobs."):
+        if not info.name.endswith(".prompts"):
+            continue
+        module = importlib.import_module(info.name)
+        questions = []
+        for name, value in vars(module).items():
+            if "EXAMPLE_QUESTION" not in name:
+                continue
+            for item in value if isinstance(value, tuple) else (value,):
+                questions.append(item[-1] if isinstance(item, tuple) else item)
+        if questions:
+            assert info.name in PROMPT_MODULES, f"{info.name} has examples: add it"
+            assert set(questions) <= texts, info.name
+    assert len(texts) >= 6

@@ -9,14 +9,14 @@ import argparse
 import json
 
 import pytest
-from committed import commit_table
+from committed import commit_table, mark_done
 
 from jobs.cli import JobContext
 from jobs.commit import UncommittedInputError
 from jobs.layout import Layout
 from jobs.llm.batchfile import dumps_lines, response_to_line
 from jobs.llm.engine import ChatResponse
-from jobs.llm.results import IncompleteTaskError
+from jobs.llm.results import IncompleteTaskError, require_task_done
 from jobs.llm.tasks import get_task
 from jobs.questions import collect, prepare
 from jobs.questions.collect import question_id
@@ -142,6 +142,24 @@ def test_prepare_selects_top_documents_and_writes_round_robin_shards(cfg):
     assert stats.extra["requests_by_level"] == {"1": 4, "2": 0, "3": 0}
 
 
+def test_documents_are_chosen_by_fine_score_where_it_exists():
+    import pandas as pd
+
+    # d-cold has the best cold-start score but the refine job scored the others higher.
+    docs = pd.DataFrame(
+        [
+            {"doc_id": "d-cold", "domain_score": 0.99, "fine_score": None},
+            {"doc_id": "d-fine-low", "domain_score": 0.95, "fine_score": 6.6},
+            {"doc_id": "d-fine-high", "domain_score": 0.50, "fine_score": 8.1},
+            {"doc_id": "d-fine-tie", "domain_score": 0.60, "fine_score": 8.1},
+        ]
+    )
+    chosen = list(prepare.select_documents(docs, 3)["doc_id"])
+    assert chosen == ["d-fine-tie", "d-fine-high", "d-fine-low"]
+    no_refine = docs.drop(columns="fine_score")  # the refine job fell back: domain score
+    assert list(prepare.select_documents(no_refine, 2)["doc_id"]) == ["d-cold", "d-fine-low"]
+
+
 def test_prepare_manifest_and_stats(cfg):
     prepare.run(make_ctx(cfg, num_shards=3))
     storage = Storage(cfg.storage)
@@ -172,18 +190,24 @@ def test_prepare_is_byte_identical_on_rerun_and_keeps_responses(cfg):
     assert storage.read_text(journal) == "kept\n"
 
 
-def test_prepare_clears_responses_when_the_request_set_changes(make_config):
+def test_a_changed_request_set_voids_old_markers_and_deletes_nothing(make_config):
     cfg = make_config("generation.max_documents=2")
     commit_inputs(cfg)
     storage = Storage(cfg.storage)
-    task = Layout(cfg.storage.root_uri, SNAP).llm_task("questions_l1")
+    layout = Layout(cfg.storage.root_uri, SNAP)
+    task = layout.llm_task("questions_l1")
     prepare.run(make_ctx(cfg, num_shards=1))
-    storage.write_text(join(task, "responses", "shard-00000-of-00001.jsonl"), "old\n")
-    storage.write_text(join(task, "responses", "shard-00000-of-00001.done"), "{}")
+    journal = join(task, "responses", "shard-00000-of-00001.jsonl")
+    storage.write_text(journal, "old\n")
+    mark_done(storage, task, "shard-00000-of-00001")
+    assert require_task_done(storage, layout, "questions_l1")
     bigger = make_config("generation.max_documents=3")
     commit_inputs(bigger)
     prepare.run(make_ctx(bigger, num_shards=1))
-    assert not storage.exists(join(task, "responses"))
+    # The old marker names the old request file's hash: refused, though still there.
+    with pytest.raises(IncompleteTaskError, match="shard-00000-of-00001"):
+        require_task_done(storage, layout, "questions_l1")
+    assert storage.read_text(journal) == "old\n"
     assert len(request_lines(storage, bigger, "shard-00000-of-00001.jsonl")) == 3
 
 
@@ -235,7 +259,7 @@ def write_responses(
         join(task, "responses", shard + ".jsonl"), dumps_lines([*lines, *extra_lines])
     )
     if done:
-        storage.write_json(join(task, "responses", shard + ".done"), {"requests": len(lines)})
+        mark_done(storage, task, shard, requests=len(lines))
 
 
 def resp(cid, text, p=100, c=20, finish="stop", error=None):

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from jobs.llm.prompt_data import DATA_NOTE
 from jobs.questions.parse import (
     MAX_QUESTIONS,
     ParsedQuestion,
@@ -522,21 +523,23 @@ def test_l2_prompt_layout():
     )
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
     user = messages[3]["content"]
-    assert user.startswith("Article:\nAn article on {text} and rates.\n\n")
+    assert user.startswith(
+        DATA_NOTE + "\n<<<ARTICLE>>>\nAn article on {text} and rates.\n<<<END ARTICLE>>>\n\n"
+    )
     assert "1. Derivatives: Power rule; Chain rule\n2. Extrema\n" in user
     assert "Write 1 to 4 math questions" in user
     assert "Write 1 to 5 math questions" in messages[1]["content"]
     assert messages[4] == {"role": "assistant", "content": CONCEPT_PREFILL}
     example = parse_concept_questions(messages[2]["content"])
     assert [q.selected_concepts for q in example.questions] == [c for c, _ in L2_EXAMPLE_QUESTIONS]
-    assert PROMPT_VERSION_L2 == "p-l2/v1"
+    assert PROMPT_VERSION_L2 == "p-l2/v2"
     with pytest.raises(ValueError):
         build_l2_messages("text", [], 1000)
 
 
 def test_l2_prompt_truncates_the_article():
     user = build_l2_messages("word " * 1000, TOPICS, 300)[3]["content"]
-    article = user.split("\n\nTopics and key concepts")[0].removeprefix("Article:\n")
+    article = user.split("<<<ARTICLE>>>\n")[1].split("\n<<<END ARTICLE>>>")[0]
     assert len(article) <= 300 and article.endswith(TRUNCATION_MARK.strip())
 
 
@@ -545,16 +548,20 @@ def test_l3_prompt_layout():
                                  ["Eigenvalues", "Bayes' theorem"], 1000)  # fmt: skip
     user = messages[3]["content"]
     assert user.startswith(
-        "Reference article 1:\nFirst doc.\n\nReference article 2:\nSecond doc.\n\n"
+        DATA_NOTE + "\n<<<REFERENCE ARTICLE 1>>>\nFirst doc.\n<<<END REFERENCE ARTICLE 1>>>\n\n"
+        "<<<REFERENCE ARTICLE 2>>>\nSecond doc.\n<<<END REFERENCE ARTICLE 2>>>\n\n"
         "Topics: Algebra; Probability\nKey concepts: Eigenvalues; Bayes' theorem\n"
     )
     assert "Write 1 to 3 math questions" in user and "different topics" in user
     assert messages[4]["content"] == CONCEPT_PREFILL
     example = parse_concept_questions(messages[2]["content"])
     assert [q.question for q in example.questions] == [q for _, q in L3_EXAMPLE_QUESTIONS]
-    assert PROMPT_VERSION_L3 == "p-l3/v1"
+    assert PROMPT_VERSION_L3 == "p-l3/v2"
     single = build_l3_messages(["Only doc."], ["Algebra"], ["Eigenvalues"], 1000, num_questions=1)
-    assert single[3]["content"].startswith("Reference article 1:\nOnly doc.\n\nTopics: Algebra\n")
+    assert single[3]["content"].startswith(
+        DATA_NOTE + "\n<<<REFERENCE ARTICLE 1>>>\nOnly doc.\n<<<END REFERENCE ARTICLE 1>>>\n\n"
+        "Topics: Algebra\n"
+    )
     assert "Write 1 math question that" in single[3]["content"]
     for texts in ([], ["a", "b", "c"]):
         with pytest.raises(ValueError):
@@ -567,8 +574,11 @@ def test_l3_articles_share_the_budget():
     assert reference_budgets([10, 20], 1000) == [10, 20]
     assert reference_budgets([7000], 1000) == [1000]
     joined = join_references(["a" * 5000, "b" * 5000], 1000)
-    first, second = joined.split("\n\nReference article 2:\n")
-    assert len(first.removeprefix("Reference article 1:\n")) == 500
+    first, second = joined.split("\n\n")
+    first = first.removeprefix("<<<REFERENCE ARTICLE 1>>>\n")
+    second = second.removeprefix("<<<REFERENCE ARTICLE 2>>>\n")
+    assert len(first.removesuffix("\n<<<END REFERENCE ARTICLE 1>>>")) == 500
+    second = second.removesuffix("\n<<<END REFERENCE ARTICLE 2>>>")
     assert len(second) == 500 and second.endswith(TRUNCATION_MARK.strip())
 
 

@@ -219,6 +219,7 @@ def test_fit_cli_writes_report_next_to_the_input(tmp_path, capsys, fmt, name):
         "fit.png",
         "_manifest.json",
         "_SUCCESS",
+        "_commits",  # the commit fence's newest claim (jobs/commit.py)
     }
     report = json.loads((out / "report.json").read_text())
     assert report["num_points"] == 7 and report["best_law"]["law"] == "rectified"

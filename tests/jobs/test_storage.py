@@ -4,7 +4,8 @@ import pytest
 
 from jobs.commit import StageOutput, StageStats, UncommittedInputError, require_committed
 from jobs.config import StorageConfig
-from jobs.storage import Storage, join, resolve_uri, to_spark_uri
+from jobs.errors import EXIT_TRANSIENT, classify
+from jobs.storage import DeleteFailedError, Storage, join, resolve_uri, to_spark_uri
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -54,13 +55,46 @@ def test_commit_is_atomic_and_rerun_replaces(store):
     require_committed(st, out_uri)
     stats = st.read_json(join(out_uri, "_stats.json"))
     assert (stats["rows_in"], stats["rows_out"], stats["rows_quarantined"]) == (3, 2, 1)
-    assert st.read_json(join(out_uri, "_manifest.json")) == {"job": "t"}
+    manifest = st.read_json(join(out_uri, "_manifest.json"))
+    assert manifest["job"] == "t"
+    assert manifest["commit"] == {"attempt": out.token, "generation": 1, "files": ["part-0.txt"]}
+    assert st.read_json(join(out_uri, "_SUCCESS"))["attempt"] == out.token
 
     second = StageOutput(st, out_uri, attempt="2")
     st.write_text(join(second.begin(), "part-9.txt"), "second")
     second.commit({"job": "t"}, None)
     names = sorted(u.rsplit("/", 1)[-1] for u in st.list(out_uri))
-    assert names == ["_SUCCESS", "_manifest.json", "part-9.txt"]
+    # _commits holds the newest claim only (the fence's state), _tmp is gone.
+    assert names == ["_SUCCESS", "_commits", "_manifest.json", "part-9.txt"]
+    assert [u.rsplit("/", 1)[-1] for u in st.list(join(out_uri, "_commits"))] == ["0000000002.json"]
+    assert st.read_json(join(out_uri, "_manifest.json"))["commit"]["files"] == ["part-9.txt"]
+
+
+def test_create_exclusive_writes_only_if_absent(store):
+    st, root = store
+    uri = join(root, "claims", "0000000001.json")
+    assert st.create_exclusive(uri, b"first")
+    assert not st.create_exclusive(uri, b"second")  # S3: PutObject If-None-Match: * -> 412
+    assert st.read_bytes(uri) == b"first"
+    assert [u.rsplit("/", 1)[-1] for u in st.list(join(root, "claims"))] == ["0000000001.json"]
+
+
+def test_s3_batch_delete_with_per_key_errors_raises_transient(s3_bucket):
+    endpoint, bucket = s3_bucket
+    st = Storage(StorageConfig(root_uri=f"s3://{bucket}/root", s3_endpoint_url=endpoint))
+    root = f"s3://{bucket}/root"
+    st.write_text(join(root, "d", "a.txt"), "a")
+    st.write_text(join(root, "d", "b.txt"), "b")
+    seen: list[str] = []
+
+    def refuse_b(http_response, parsed, **_):  # S3's answer: 200, one key in Errors
+        seen.append("DeleteObjects")
+        parsed["Errors"] = [{"Key": "root/d/b.txt", "Code": "InternalError", "Message": "x"}]
+
+    st.s3.meta.events.register("after-call.s3.DeleteObjects", refuse_b)
+    with pytest.raises(DeleteFailedError, match=r"1 of \d keys not deleted: root/d/b.txt") as exc:
+        st.delete(join(root, "d"))
+    assert seen == ["DeleteObjects"] and classify(exc.value) == EXIT_TRANSIENT
 
 
 def test_stats_balance_check():
