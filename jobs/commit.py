@@ -259,11 +259,20 @@ class StageOutput:
         try:
             generation = self._commit(manifest, stats)
         except CommitSupersededError:
-            self.storage.delete(self.tmp_uri)
-            self._drop_empty_tmp()
+            self.abort()
             raise
         self._clean_up(generation)
         log.info("committed %s (generation %d, attempt %s)", self.uri, generation, self.token)
+
+    def abort(self) -> None:
+        """Delete this attempt's staging (it will not commit); nothing if it never began.
+
+        Only for an attempt that has not committed: its files are the committed ones after.
+        """
+        if self.token is None:
+            return
+        self.storage.delete(self.tmp_uri)
+        self._drop_empty_tmp()
 
     def _commit(self, manifest: dict[str, Any], stats: StageStats | None) -> int:
         st = self.storage

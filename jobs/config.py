@@ -268,6 +268,10 @@ class ConceptsConfig(_Section):
     # Documents sent to extraction: the top ones by domain score, like Level-1. None: the
     # same count as generation.max_documents, so every Level-1 document has concepts.
     max_documents: int | None = Field(None, ge=1)
+    # concepts.collect holds at most this many doc_concepts (and quarantine) rows at once and
+    # writes each batch as one Parquet part: ~1 KB of Python per row, so ~50 MB, and parts of
+    # a few MB. Output rows do not depend on it, only how they are split into part files.
+    collect_batch_rows: int = Field(50_000, ge=1)
 
 
 class GraphConfig(_Section):
@@ -277,7 +281,10 @@ class GraphConfig(_Section):
     # gives no value; small enough that counts dominate, large enough to stay finite.
     eps: float = Field(0.01, gt=0)
     min_doc_freq: int = Field(1, ge=1)  # nodes seen in fewer documents are pruned
-    max_degree: int | None = Field(None, ge=1)  # keep each node's strongest edges only
+    # Each node keeps its max_degree strongest edges of each kind; an edge stays when either
+    # end keeps it (jobs.graph.cooccurrence.build_graph), so a hub can have more. None: no cap.
+    max_degree: int | None = Field(None, ge=1)
+    seed: int = 3  # salts the hash that breaks max_degree ties between equally strong edges
 
 
 class CombinationsConfig(_Section):

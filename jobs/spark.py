@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -75,6 +78,37 @@ def placement_settings(master: str, jars: list[str]) -> dict[str, str]:
     return {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
 
 
+def checkpoint_root(cfg: PipelineConfig) -> str:
+    """``spark.checkpoint_uri``, else one fixed local folder, so sessions do not pile up."""
+    return cfg.spark.checkpoint_uri or os.path.join(
+        tempfile.gettempdir(), f"synthllm-checkpoints-{os.getuid()}"
+    )
+
+
+@contextmanager
+def job_checkpoints(spark: SparkSession, cfg: PipelineConfig, name: str) -> Iterator[str]:
+    """Reliable checkpoints of one job go to ``{checkpoint_root}/{name}``, removed after.
+
+    ``DataFrame.checkpoint()`` (not ``localCheckpoint()``, whose blocks die with their
+    executor and fail the job) writes under the session's checkpoint dir, so that dir must be
+    one the driver and every executor share: ``spark.checkpoint_uri`` on a cluster (the
+    kubernetes profile's ``s3a://`` prefix). Each job gets a folder of its own, named by the
+    caller (``{stage}-{snapshot}-{attempt}``), deleted on the way out, failed or not; only a
+    killed driver leaves one behind, which nothing reads again. The session's dir is set back
+    to the root afterwards, as :func:`build_session` left it.
+    """
+    root = checkpoint_root(cfg)
+    folder = f"{root.rstrip('/')}/{re.sub(r'[^A-Za-z0-9._-]', '_', name)}"
+    sc = spark.sparkContext
+    sc.setCheckpointDir(folder)
+    try:
+        yield folder
+    finally:
+        path = sc._jvm.org.apache.hadoop.fs.Path(folder)
+        path.getFileSystem(sc._jsc.hadoopConfiguration()).delete(path, True)
+        sc.setCheckpointDir(root)
+
+
 def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
     """Create (or reuse) the process's SparkSession for ``cfg``."""
     master = cfg.spark.master
@@ -84,10 +118,7 @@ def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
     # whatever spark-submit or the image already set.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     jars = jar_paths(cfg.spark.jars_dir)
-    # One fixed local folder when none is configured, so repeated sessions do not pile up.
-    checkpoint = cfg.spark.checkpoint_uri or os.path.join(
-        tempfile.gettempdir(), f"synthllm-checkpoints-{os.getuid()}"
-    )
+    checkpoint = checkpoint_root(cfg)
     builder = (
         SparkSession.builder.appName(app_name)
         .config("spark.driver.memory", cfg.spark.driver_memory)

@@ -3,7 +3,9 @@
 The LLM stages read and write a few thousand rows; starting a JVM for that would cost more
 than the work. Tables written here follow the same contract as Spark outputs (a prefix of
 ``part-*.parquet`` files committed by :class:`jobs.commit.StageOutput`), and readers accept
-either writer's files. The schemas of the tables these jobs own live here too.
+either writer's files. :func:`write_table` writes one part file; :class:`PartWriter` writes a
+table that could grow as numbered part files of a bounded number of rows each, so a job never
+holds more than one batch. The schemas of the tables these jobs own live here too.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,9 @@ if TYPE_CHECKING:
 
 # The raw column of a quarantine row holds at most this many characters (brief contract).
 MAX_RAW_CHARS = 10_000
-PART_FILE = "part-00000.parquet"
+PART_FILE = "part-00000.parquet"  # the first part: write_table's only one
+_PART_PATTERN = "part-{:05d}.parquet"
+_PARQUET_TYPE = "application/vnd.apache.parquet"
 
 
 def _schemas() -> dict[str, pa.Schema]:
@@ -187,17 +191,80 @@ def write_table(
     the right types for downstream readers and validators.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if isinstance(rows, Sequence):
         table = pa.Table.from_pylist(list(rows), schema=table_schema)
     else:
         table = pa.Table.from_pandas(rows, schema=table_schema, preserve_index=False)
+    out = join(uri, PART_FILE)
+    _put_parquet(storage, table, out)
+    return out
+
+
+def _put_parquet(storage: Storage, table: pa.Table, uri: str) -> None:
+    """One Parquet file in one write (one PUT on S3), zstd like Spark's outputs."""
+    import pyarrow.parquet as pq
+
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    out = join(uri, PART_FILE)
-    storage.write_bytes(out, buf.getvalue(), "application/vnd.apache.parquet")
-    return out
+    storage.write_bytes(uri, buf.getvalue(), _PARQUET_TYPE)
+
+
+class PartWriter:
+    """Rows written as ``part-00000.parquet``, ``part-00001.parquet``… under ``uri``.
+
+    Rows are buffered and written ``batch_rows`` at a time, so at most one batch (plus the
+    rows of the last :meth:`add`) is ever held; every part holds at most ``batch_rows`` rows.
+    ``uri`` is a :class:`jobs.commit.StageOutput` staging prefix. Parts are numbered in write
+    order, which is the order readers concatenate them in (:func:`data_files`), so a table
+    written here reads back in the order its rows were added. A table that fits one batch is
+    one ``part-00000.parquet``, exactly as :func:`write_table` writes it; a table without rows
+    still gets one (empty) part carrying the schema.
+    """
+
+    def __init__(
+        self, storage: Storage, uri: str, table_schema: pa.Schema, batch_rows: int
+    ) -> None:
+        if batch_rows < 1:
+            raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
+        self.storage = storage
+        self.uri = uri
+        self.schema = table_schema
+        self.batch_rows = batch_rows
+        self.num_rows = 0  # rows added so far
+        self.files: list[str] = []  # parts written so far
+        self._buffer: list[Mapping[str, Any]] = []
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Rows added but not yet written: always under ``batch_rows`` between calls."""
+        return len(self._buffer)
+
+    def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Buffer ``rows``; write every full batch the buffer holds."""
+        if self._closed:
+            raise RuntimeError(f"{self.uri}: PartWriter is closed")
+        before = len(self._buffer)
+        self._buffer.extend(rows)
+        self.num_rows += len(self._buffer) - before
+        while len(self._buffer) >= self.batch_rows:
+            self._write(self.batch_rows)
+
+    def close(self) -> list[str]:
+        """Write what is left (an empty part if nothing was written); returns the parts."""
+        if not self._closed and (self._buffer or not self.files):
+            self._write(len(self._buffer))
+        self._closed = True
+        return self.files
+
+    def _write(self, count: int) -> None:
+        import pyarrow as pa
+
+        batch, self._buffer = self._buffer[:count], self._buffer[count:]
+        out = join(self.uri, _PART_PATTERN.format(len(self.files)))
+        _put_parquet(self.storage, pa.Table.from_pylist(batch, schema=self.schema), out)
+        self.files.append(out)
 
 
 def quarantine_row(

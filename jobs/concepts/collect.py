@@ -8,14 +8,25 @@ Names become graph node ids through :func:`jobs.concepts.normalise.node_key`: to
 The model's strings are kept in ``topic_raw`` / ``concept_raw``. Documents without a usable
 topic land in ``quarantine/doc_concepts`` with the raw reply and a reason (``unparseable``,
 ``request_error``, ``missing_response``); rows are counted per document.
+
+The job streams (DESIGN.md section 9): responses are read one request shard at a time
+(:func:`jobs.llm.shards.open_responses`) and rows go out in Parquet parts of
+``concepts.collect_batch_rows`` rows (:class:`jobs.llm.shards.CollectWriter`), committed as
+every collector commits. So memory is one shard's requests and replies plus one batch of
+rows, whatever the number of documents (a shard's size is the task's requests over
+``generation.num_shards``). The only state that grows over the run is the accounting: the
+counters and the sets of distinct topic and concept ids behind ``num_topics`` and
+``num_concepts``, which the vocabulary bounds, not the document count. The rows, their
+order and the stats do not depend on the batch size; only the split into part files does.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from jobs.cli import JobContext, base_parser, run_job
 from jobs.commit import StageStats
@@ -24,14 +35,9 @@ from jobs.concepts.parse import ConceptResult, parse_concepts
 from jobs.concepts.prepare import TASK, doc_id_of
 from jobs.concepts.prompts import EXAMPLE_KEYS
 from jobs.concepts.tasks import reply_text
-from jobs.llm.shards import (
-    Collected,
-    ResponseSet,
-    commit_collected,
-    failure_reason,
-    load_responses,
-    response_raw,
-)
+from jobs.llm.batchfile import ResponseLine
+from jobs.llm.engine import ChatRequest
+from jobs.llm.shards import CollectWriter, failure_reason, open_responses, response_raw
 from jobs.storage import Storage, join
 from jobs.tables import quarantine_row
 
@@ -74,23 +80,89 @@ def concept_rows(doc_id: str, result: ConceptResult, **meta: str) -> list[dict[s
     return rows
 
 
-def collect_concepts(responses: ResponseSet, snapshot: str) -> Collected:
-    """Parse every reply into concept rows or one quarantine row per document."""
+class Responses(Protocol):
+    """What the collector reads: a :class:`jobs.llm.shards.ResponseStream` or ``ResponseSet``."""
+
+    manifest: dict[str, Any]
+    unknown_ids: int
+
+    def __iter__(self) -> Iterator[tuple[ChatRequest, ResponseLine | None, str]]: ...
+
+    def model_of(self, custom_id: str) -> str: ...
+
+    @property
+    def tokens(self) -> dict[str, int]: ...
+
+
+class RowSink(Protocol):
+    """Where rows go: a :class:`jobs.llm.shards.CollectWriter`, or ``Collected`` in memory."""
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> None: ...
+
+    def add_quarantine(self, row: Mapping[str, Any]) -> None: ...
+
+
+@dataclass
+class _Tally:
+    """The run's accounting; the id sets are bounded by the vocabulary, not the documents."""
+
+    documents: int = 0
+    answered: int = 0
+    parsed_ok: int = 0
+    repaired: int = 0
+    num_rows: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    topics: set[str] = field(default_factory=set)
+    concepts: set[str] = field(default_factory=set)
+
+    def count_document(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Count a document that gave ``rows``."""
+        self.parsed_ok += 1
+        self.num_rows += len(rows)
+        self.topics.update(r["topic_id"] for r in rows)
+        self.concepts.update(r["concept_id"] for r in rows if r["concept_id"])
+
+    def stats(self, responses: Responses) -> StageStats:
+        stats = StageStats(
+            rows_in=self.documents,
+            rows_out=self.parsed_ok,
+            quarantined=dict(sorted(self.reasons.items())),
+            tokens=dict(responses.tokens),
+            extra={
+                "num_documents": self.parsed_ok,
+                "num_rows": self.num_rows,
+                "num_topics": len(self.topics),
+                "num_concepts": len(self.concepts),
+                "parse_rate": round(self.parsed_ok / self.answered, 4) if self.answered else 0.0,
+                "num_repaired": self.repaired,
+                "items_skipped": dict(sorted(self.skipped.items())),
+                "unknown_responses": responses.unknown_ids,
+            },
+        )
+        stats.check_balance()
+        return stats
+
+
+def collect_concepts(responses: Responses, snapshot: str, sink: RowSink) -> StageStats:
+    """Parse every reply into concept rows or one quarantine row per document, into ``sink``.
+
+    Reads ``responses`` once, in order, and keeps no row: each document's rows go to ``sink``
+    as soon as they are made. Returns the stats (checked: documents in = out + quarantined).
+    """
     version = responses.manifest.get("prompt_version", "unknown")
-    out = Collected()
-    reasons: Counter = Counter()
-    skipped: Counter = Counter()
-    parsed_ok = answered = repaired = 0
-    for request, line, shard in responses.pairs:
+    tally = _Tally()
+    for request, line, shard in responses:
+        tally.documents += 1
         doc_id = doc_id_of(request.custom_id)
         reason = failure_reason(line)
         result = None
         rows: list[dict[str, Any]] = []
         if reason is None:
-            answered += 1
-            repaired += line.attempts > 1
+            tally.answered += 1
+            tally.repaired += line.attempts > 1
             result = parse_concepts(reply_text(line), EXAMPLE_KEYS)
-            skipped.update(result.skipped)
+            tally.skipped.update(result.skipped)
             meta = {
                 "model": responses.model_of(request.custom_id),
                 "prompt_version": version,
@@ -100,52 +172,39 @@ def collect_concepts(responses: ResponseSet, snapshot: str) -> Collected:
             if not rows:
                 reason = "unparseable"
         if reason is not None:
-            reasons[reason] += 1
+            tally.reasons[reason] += 1
             extra = {"parse_error": result.error, "skipped": result.skipped} if result else {}
             raw = response_raw(request, line, **extra)
-            out.quarantine.append(quarantine_row(STAGE, reason, raw, snapshot, doc_id, shard))
+            sink.add_quarantine(quarantine_row(STAGE, reason, raw, snapshot, doc_id, shard))
             continue
-        parsed_ok += 1
-        out.rows.extend(rows)
-    topics = {r["topic_id"] for r in out.rows}
-    concepts = {r["concept_id"] for r in out.rows if r["concept_id"]}
-    out.stats = StageStats(
-        rows_in=len(responses.pairs),
-        rows_out=parsed_ok,
-        quarantined=dict(sorted(reasons.items())),
-        tokens=responses.tokens,
-        extra={
-            "num_documents": parsed_ok,
-            "num_rows": len(out.rows),
-            "num_topics": len(topics),
-            "num_concepts": len(concepts),
-            "parse_rate": round(parsed_ok / answered, 4) if answered else 0.0,
-            "num_repaired": repaired,
-            "items_skipped": dict(sorted(skipped.items())),
-            "unknown_responses": responses.unknown_ids,
-        },
-    )
-    out.stats.check_balance()
-    return out
+        tally.count_document(rows)
+        sink.add_rows(rows)
+    return tally.stats(responses)
 
 
 def run(ctx: JobContext) -> StageStats:
-    """Load responses → parse and normalise → commit ``doc_concepts`` and its quarantine."""
+    """Stream responses → parse and normalise → commit ``doc_concepts`` and its quarantine."""
     storage = Storage(ctx.cfg.storage)
     task_uri = ctx.layout.llm_task(TASK)
-    collected = collect_concepts(load_responses(storage, ctx.layout, TASK), ctx.snapshot)
-    commit_collected(
+    responses = open_responses(storage, ctx.layout, TASK)  # refuses an unfinished task
+    manifest = ctx.manifest(
+        "concepts.collect", [join(task_uri, "requests"), join(task_uri, "responses")]
+    )
+    with CollectWriter(
         storage,
-        collected,
         ctx.layout.table(STAGE),
         ctx.layout.quarantine(STAGE),
         ctx.attempt,
-        ctx.manifest("concepts.collect", [join(task_uri, "requests"), join(task_uri, "responses")]),
-    )
-    s = collected.stats
+        manifest.get("run_id"),
+        ctx.cfg.concepts.collect_batch_rows,
+    ) as out:
+        s = collect_concepts(responses, ctx.snapshot, out)
+        out.commit(manifest, s)
     log.info(
-        "%d documents: %d with concepts (%d topics, %d concepts), quarantined %s",
-        s.rows_in, s.rows_out, s.extra["num_topics"], s.extra["num_concepts"], s.quarantined,
+        "%d documents: %d with concepts (%d topics, %d concepts, %d rows in %d parts), "
+        "quarantined %s",
+        s.rows_in, s.rows_out, s.extra["num_topics"], s.extra["num_concepts"],
+        s.extra["num_rows"], len(out.rows.files), s.quarantined,
     )  # fmt: skip
     return s
 

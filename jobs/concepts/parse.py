@@ -17,6 +17,9 @@ Decisions the paper leaves open:
 - ``exclude`` (the prompt example's keys) drops items only when the answer repeats at least
   ``MIN_EXAMPLE_MATCHES`` of them: one shared name is a coincidence (a real article may be
   about the example's subject), two or more are a copied example.
+- A bare "1.5" starting a line is an outline number only where the list shows that style of
+  numbering (another line starts with "1.4" or "2.1", or "1. Sets:" heads a lone "1.1 …");
+  elsewhere it is part of the name ("1.5 times rule"). "1.", "1)", "1.1." are always markers.
 Every dropped item is counted in ``skipped`` by reason; the parser never raises.
 """
 
@@ -72,7 +75,7 @@ _BOLD = re.compile(r"\*\*|__")
 _MARKER = re.compile(
     r"^(?:\*\*|__)?[ \t]*(?:"
     r"(?P<topic>topic)(?:[ \t]*(?P<tnum>\d{1,3})[ \t]*[:.)\-–—]?|[ \t]*[:\-–—])"
-    r"|\(?(?P<sub>\d{1,3}(?:\.\d{1,3})+)[.):]?\)?(?=\s|$|\*)"
+    r"|(?P<subopen>\()?(?P<sub>\d{1,3}(?:\.\d{1,3})+)(?P<subend>[.):]?\)?)(?=\s|$|\*)"
     r"|\(?(?P<num>\d{1,3})(?:[.):]\)?|\))(?=\s|$|\*)"
     r"|(?P<bullet>[-*+•·‣◦▪●○■□➢➤►–—]|\(?(?:[a-z]|[ivx]{1,4})[.)])(?=\s|$))"
     r"[ \t]*(?:\*\*|__)?",
@@ -215,10 +218,47 @@ def _accept_inline(match: re.Match, state: dict[str, tuple[int, ...]]) -> bool:
     return True
 
 
+def _bare_sub(marker: re.Match | None) -> tuple[int, ...] | None:
+    """The number of a "1.5" marker without "." / ")" / "(" around it, else None."""
+    if (
+        marker is None
+        or not marker.group("sub")
+        or marker.group("subopen")
+        or marker.group("subend")
+    ):
+        return None
+    return tuple(int(x) for x in marker.group("sub").split("."))
+
+
+def _outline_numbers(lines: list[str]) -> frozenset[tuple[int, ...]]:
+    """The bare "1.5" line starts that the list's own numbering shows to be outline numbers.
+
+    "1.1." or "(1.1)" is always a marker, but a bare "1.5 times rule" may be a name. It is a
+    marker when another line of the list starts with a sub-number as deep ("1.4", "2.1"), or
+    when it opens the sub-list of a numbered line ("1. Sets:" then a lone "1.1 Union").
+    """
+    subs: list[tuple[int, ...]] = []
+    nums: set[int] = set()
+    for line in lines:
+        marker = _MARKER.match(line.strip().lstrip("#").strip())
+        if marker and marker.group("sub"):
+            subs.append(tuple(int(x) for x in marker.group("sub").split(".")))
+        elif marker and (marker.group("num") or marker.group("tnum")):
+            nums.add(int(marker.group("num") or marker.group("tnum")))
+    depths = Counter(len(number) for number in subs)
+    return frozenset(
+        number
+        for number in subs
+        if depths[len(number)] > 1 or (len(number) == 2 and number[1] == 1 and number[0] in nums)
+    )
+
+
 def _items(section: str) -> list[_Item]:
     items: list[_Item] = []
     state: dict[str, tuple[int, ...]] = {}
-    for line in section.split("\n"):
+    lines = section.split("\n")
+    outline = _outline_numbers(lines)
+    for line in lines:
         body = line.expandtabs(4)
         indent = len(body) - len(body.lstrip())
         body = body.strip()
@@ -228,6 +268,9 @@ def _items(section: str) -> list[_Item]:
             continue
         starts_bold = body.startswith(("**", "__"))
         marker = _MARKER.match(body)
+        bare = _bare_sub(marker)
+        if bare is not None and bare not in outline:
+            marker = None  # "1.5 times rule": the number is part of the name
         kind, number, rest = "plain", None, body
         if marker:
             rest = body[marker.end() :]

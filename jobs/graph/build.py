@@ -25,13 +25,13 @@ def graph_params(ctx: JobContext):
     from jobs.graph.cooccurrence import GraphParams
 
     g = ctx.cfg.graph
-    return GraphParams(eps=g.eps, min_doc_freq=g.min_doc_freq, max_degree=g.max_degree)
+    return GraphParams(eps=g.eps, min_doc_freq=g.min_doc_freq, max_degree=g.max_degree, seed=g.seed)
 
 
 def run(ctx: JobContext) -> StageStats:
     """Read doc_concepts → vertices and edges → statistics → commit ``graph``."""
     from jobs.graph.cooccurrence import build_graph, graph_stats
-    from jobs.spark import build_session, require_graphframes
+    from jobs.spark import build_session, job_checkpoints, require_graphframes
 
     storage = Storage(ctx.cfg.storage)
     source = ctx.layout.table("doc_concepts")
@@ -39,24 +39,27 @@ def run(ctx: JobContext) -> StageStats:
     out = StageOutput(storage, ctx.layout.table(STAGE), ctx.attempt)
     spark = build_session(ctx.cfg, "synthllm-build-graph")
     require_graphframes(spark)
-    doc_concepts = spark.read.parquet(to_spark_uri(source))
-    vertices, edges, pruned = build_graph(doc_concepts, graph_params(ctx))
-    vertices, edges = vertices.localCheckpoint(eager=True), edges.localCheckpoint(eager=True)
-    stats = graph_stats(vertices, edges)
-    stats["pruned"] = pruned
-    kept = sum(stats["vertices"].values())
-    dropped = int(pruned.get("vertices_below_min_doc_freq", 0))
-    result = StageStats(
-        rows_in=kept + dropped,
-        rows_out=kept,
-        quarantined={"below_min_doc_freq": dropped} if dropped else {},
-        extra={"graph": stats, "params": ctx.cfg.graph.model_dump()},
-    )
-    result.check_balance()
-    tmp = out.begin()
-    vertices.orderBy("id").write.parquet(to_spark_uri(join(tmp, "vertices")))
-    edges.orderBy("src", "dst").write.parquet(to_spark_uri(join(tmp, "edges")))
-    out.commit(ctx.manifest("graph.build", [source]), result)
+    # Reliable checkpoints (a local one is lost with its executor, and so is the job); the
+    # components' own checkpoints land in the same folder and go with it.
+    with job_checkpoints(spark, ctx.cfg, f"{STAGE}-{ctx.snapshot}-{ctx.attempt}"):
+        doc_concepts = spark.read.parquet(to_spark_uri(source))
+        vertices, edges, pruned = build_graph(doc_concepts, graph_params(ctx))
+        vertices, edges = vertices.checkpoint(eager=True), edges.checkpoint(eager=True)
+        stats = graph_stats(vertices, edges)
+        stats["pruned"] = pruned
+        kept = sum(stats["vertices"].values())
+        dropped = int(pruned.get("vertices_below_min_doc_freq", 0))
+        result = StageStats(
+            rows_in=kept + dropped,
+            rows_out=kept,
+            quarantined={"below_min_doc_freq": dropped} if dropped else {},
+            extra={"graph": stats, "params": ctx.cfg.graph.model_dump()},
+        )
+        result.check_balance()
+        tmp = out.begin()
+        vertices.orderBy("id").write.parquet(to_spark_uri(join(tmp, "vertices")))
+        edges.orderBy("src", "dst").write.parquet(to_spark_uri(join(tmp, "edges")))
+        out.commit(ctx.manifest("graph.build", [source]), result)
     comps = stats["components"]
     log.info(
         "graph: vertices %s, edges %s, %d components (largest %.1f%% of vertices), pruned %s",

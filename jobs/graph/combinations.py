@@ -8,7 +8,7 @@ ref_jaccard, walk_end_reason, snapshot)``:
   ``fine_score`` descending where documents have one, then ``domain_score``, then doc_id:
   :data:`jobs.questions.prepare.RANK_COLUMNS`), no concepts;
 - Level-2 ``l2-{doc_id}``: every document with extracted concepts, its own topics and key
-  concepts;
+  concepts (:func:`level2`: a topic without concepts counts, a null concept does not);
 - Level-3 ``l3-{walk_id}``: the weighted random walks of :mod:`jobs.graph.walks` over the
   committed graph, each grounded in its top ``combinations.num_ref_docs`` documents by Jaccard
   similarity (:mod:`jobs.graph.grounding`).
@@ -30,7 +30,7 @@ from jobs.storage import Storage, join, to_spark_uri
 from jobs.tables import MAX_RAW_CHARS
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -97,18 +97,40 @@ def level1(documents: DataFrame, max_documents: int) -> DataFrame:
 
 
 def level2(doc_concepts: DataFrame) -> DataFrame:
-    """One combination per document with concepts: its own topics and key concepts."""
+    """One combination per document of ``doc_concepts``: its own topics and key concepts.
+
+    A topic without key concepts has one row with null concept columns
+    (:mod:`jobs.concepts.collect`). It still counts among the document's topics, as in the
+    P-L2 prompt (:func:`jobs.questions.prompts.build_l2_messages` lists it), but its null
+    concept is no concept: no id or name array holds a null. A document whose topics all lack
+    concepts keeps its combination, with topics and no concepts. Ids are sorted and distinct;
+    an id listed under two display names (``Roots``, ``roots``) gets the smallest one, like
+    its graph vertex.
+    """
     from pyspark.sql import functions as F
 
     def sorted_pairs(id_col: str, name_col: str):
-        return F.array_sort(
-            F.collect_set(F.struct(F.col(id_col).alias("i"), F.col(name_col).alias("n")))
+        # collect_set skips null values but keeps a struct of nulls, so a null id gives null.
+        pair = F.when(
+            F.col(id_col).isNotNull(),
+            F.struct(
+                F.col(id_col).alias("i"), F.coalesce(name_col, id_col).cast("string").alias("n")
+            ),
         )
+        return F.array_sort(F.collect_set(pair))  # by id, then name
+
+    def first_per_id(pairs: str):
+        # Sorted, so an id's first pair carries its smallest name; get() is null before 0.
+        def keep(x, k):
+            return F.coalesce(x["i"] != F.get(pairs, k - 1)["i"], F.lit(True))
+
+        return F.filter(pairs, keep)
 
     per_doc = doc_concepts.groupBy("doc_id").agg(
         sorted_pairs("topic_id", "topic").alias("t"),
         sorted_pairs("concept_id", "concept").alias("c"),
     )
+    per_doc = per_doc.select("doc_id", first_per_id("t").alias("t"), first_per_id("c").alias("c"))
     return per_doc.select(
         F.concat(F.lit("l2-"), "doc_id").alias("combo_id"),
         F.lit(2).alias("level"),
@@ -222,36 +244,30 @@ def quarantine_rows(l3: DataFrame, snapshot: str) -> DataFrame:
     )
 
 
-def run(ctx: JobContext) -> StageStats:
-    """Read documents, doc_concepts and graph → combinations of all levels → commit."""
+def _sample_and_commit(
+    ctx: JobContext,
+    spark: SparkSession,
+    inputs: list[str],
+    outputs: tuple[StageOutput, StageOutput],
+) -> StageStats:
+    """The body of :func:`run` inside its checkpoint folder: sample, count, commit."""
     from pyspark.sql import functions as F
 
     from jobs.graph.walks import sample_walks
-    from jobs.spark import build_session
 
-    storage = Storage(ctx.cfg.storage)
-    layout = ctx.layout
-    inputs = [layout.table(t) for t in ("documents", "doc_concepts", "graph")]
-    for uri in inputs:
-        require_committed(storage, uri)
-    outputs = (
-        StageOutput(storage, layout.quarantine(STAGE), ctx.attempt),
-        StageOutput(storage, layout.table(STAGE), ctx.attempt),
-    )
-    spark = build_session(ctx.cfg, "synthllm-sample-combinations")
     documents = spark.read.parquet(to_spark_uri(inputs[0]))
     doc_concepts = spark.read.parquet(to_spark_uri(inputs[1]))
     vertices = spark.read.parquet(to_spark_uri(join(inputs[2], "vertices")))
     edges = spark.read.parquet(to_spark_uri(join(inputs[2], "edges")))
 
-    walks = sample_walks(vertices, edges, walk_params(ctx)).localCheckpoint(eager=True)
-    l3 = level3(walks, doc_concepts, vertices, ctx.cfg).localCheckpoint(eager=True)
+    walks = sample_walks(vertices, edges, walk_params(ctx)).checkpoint(eager=True)
+    l3 = level3(walks, doc_concepts, vertices, ctx.cfg).checkpoint(eager=True)
     l1 = level1(documents, ctx.cfg.generation.max_documents)
     l2 = level2(doc_concepts)
     usable = l3.where("_reason IS NULL").select(*COLUMNS[:-1])
     combos = (
         l1.unionByName(l2).unionByName(usable).withColumn("snapshot", F.lit(ctx.snapshot))
-    ).localCheckpoint(eager=True)
+    ).checkpoint(eager=True)
     by_level = {str(r["level"]): r["count"] for r in combos.groupBy("level").count().collect()}
     reasons = {r["_reason"]: r["count"] for r in l3.groupBy("_reason").count().collect()}
     reasons.pop(None, None)
@@ -272,9 +288,29 @@ def run(ctx: JobContext) -> StageStats:
     quarantine.commit(ctx.manifest("combinations.quarantine", inputs), None)
     combos.orderBy("combo_id").select(*COLUMNS).write.parquet(to_spark_uri(table.begin()))
     table.commit(ctx.manifest("combinations", inputs), stats)
+    return stats
+
+
+def run(ctx: JobContext) -> StageStats:
+    """Read documents, doc_concepts and graph → combinations of all levels → commit."""
+    from jobs.spark import build_session, job_checkpoints
+
+    storage = Storage(ctx.cfg.storage)
+    layout = ctx.layout
+    inputs = [layout.table(t) for t in ("documents", "doc_concepts", "graph")]
+    for uri in inputs:
+        require_committed(storage, uri)
+    outputs = (
+        StageOutput(storage, layout.quarantine(STAGE), ctx.attempt),
+        StageOutput(storage, layout.table(STAGE), ctx.attempt),
+    )
+    spark = build_session(ctx.cfg, "synthllm-sample-combinations")
+    # Reliable checkpoints: a local one is lost with its executor, and so is the job.
+    with job_checkpoints(spark, ctx.cfg, f"{STAGE}-{ctx.snapshot}-{ctx.attempt}"):
+        stats = _sample_and_commit(ctx, spark, inputs, outputs)
     log.info(
         "combinations per level %s; walks %s; set aside %s",
-        stats.extra["by_level"], stats.extra["walks"], reasons or "none",
+        stats.extra["by_level"], stats.extra["walks"], stats.quarantined or "none",
     )  # fmt: skip
     return stats
 

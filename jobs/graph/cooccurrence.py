@@ -30,13 +30,15 @@ class GraphParams:
 
     ``eps``: the paper's ε in ``w = ln(freq + ε)``; the paper gives no value, 0.01 keeps the
     walk within 1% of frequency-proportional. ``min_doc_freq``: nodes seen in fewer documents
-    are dropped with their edges. ``max_degree``: keep at most this many edges per node and
-    edge kind (None: no cap), see :func:`build_graph`.
+    are dropped with their edges. ``max_degree``: each node keeps its ``max_degree``
+    strongest edges of each kind (None: no cap), see :func:`build_graph`. ``seed``: salts the
+    hash that breaks ties between equally strong edges.
     """
 
     eps: float = 0.01
     min_doc_freq: int = 1
     max_degree: int | None = None
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.eps) and self.eps >= 0):
@@ -51,6 +53,8 @@ class GraphParams:
             or self.max_degree < 1
         ):
             raise ValueError(f"max_degree: expected None or an int >= 1, got {self.max_degree!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed: expected an int, got {self.seed!r}")
 
 
 def _doc_nodes(doc_concepts: DataFrame) -> DataFrame:
@@ -82,22 +86,28 @@ def _edge_kind(a_kind, b_kind):
     )
 
 
-def _cap_degree(edges: DataFrame, max_degree: int) -> DataFrame:
-    """``edges`` plus ``worst_rank``: the larger of the edge's ranks at its two ends."""
+def _cap_degree(edges: DataFrame, max_degree: int, seed: int) -> DataFrame:
+    """``edges`` plus ``best_rank``: the smaller of the edge's ranks at its two ends."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     keys = ["src", "dst", "kind", "freq"]
-    ends = edges.select(*keys, F.col("src").alias("node"), F.col("dst").alias("nbr")).unionByName(
-        edges.select(*keys, F.col("dst").alias("node"), F.col("src").alias("nbr"))
+    # Stored pairs are canonical (module docstring), so both ends see the same tie hash.
+    hashed = edges.withColumn("tie", F.xxhash64(F.lit(seed), "src", "dst"))
+    ends = hashed.select(*keys, "tie", F.col("src").alias("node"), F.col("dst").alias("nbr"))
+    ends = ends.unionByName(
+        hashed.select(*keys, "tie", F.col("dst").alias("node"), F.col("src").alias("nbr"))
     )
     # Per (node, kind): the cap applies within each sub-graph, so a topic's many concept
     # edges cannot crowd out its few topic edges (the walk uses each sub-graph on its own).
-    rank = Window.partitionBy("node", "kind").orderBy(F.col("freq").desc(), F.col("nbr").asc())
+    # Ties on freq go by the seeded hash, not by id, which would favour early names; nbr
+    # only orders a hash collision.
+    order = (F.col("freq").desc(), F.col("tie").asc(), F.col("nbr").asc())
+    rank = Window.partitionBy("node", "kind").orderBy(*order)
     return (
         ends.withColumn("rank", F.row_number().over(rank))
         .groupBy(*keys)
-        .agg(F.max("rank").alias("worst_rank"))
+        .agg(F.min("rank").alias("best_rank"))
     )
 
 
@@ -109,10 +119,14 @@ def build_graph(doc_concepts: DataFrame, params: GraphParams) -> tuple[DataFrame
     edges: ``src, dst, kind, freq, weight`` as described in the module docstring, no self loops.
     pruned: ``{"vertices_below_min_doc_freq": n, "edges_over_max_degree": n}``.
 
-    ``max_degree``: every node ranks its edges of each kind by ``freq`` desc, then neighbour id
-    asc; an edge survives only if BOTH ends rank it within ``max_degree``, so the cap holds for
-    every node (keeping it when either end wants it would let hubs exceed the cap). When the
-    cap is set the ranked edge table is persisted, because it is both counted and returned.
+    ``max_degree`` (k): every node ranks its edges of each kind by ``freq`` desc, ties by a
+    hash of the pair salted with ``seed`` (deterministic, and blind to names); an edge survives
+    if EITHER end ranks it within k: the union of every node's k strongest edges. So every
+    node keeps min(k, its degree) edges of each kind, and a leaf attached only to a hub keeps
+    that edge (keeping only edges both ends rank within k cuts it and strands the leaf). The
+    price: k bounds the edges each node chooses, not its degree; a hub keeps its own k plus
+    every edge a neighbour chose, at most k * nodes edges of a kind in all. When the cap is
+    set the ranked edge table is persisted, because it is both counted and returned.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -144,10 +158,11 @@ def build_graph(doc_concepts: DataFrame, params: GraphParams) -> tuple[DataFrame
         .agg(F.count(F.lit(1)).alias("freq"))
     )
     if params.max_degree is not None:
-        ranked = _cap_degree(edges, params.max_degree).persist(StorageLevel.MEMORY_AND_DISK)
-        over = F.col("worst_rank") > params.max_degree
+        ranked = _cap_degree(edges, params.max_degree, params.seed)
+        ranked = ranked.persist(StorageLevel.MEMORY_AND_DISK)
+        over = F.col("best_rank") > params.max_degree
         pruned["edges_over_max_degree"] = ranked.filter(over).count()
-        edges = ranked.filter(~over).drop("worst_rank")
+        edges = ranked.filter(~over).drop("best_rank")
     edges = edges.withColumn("weight", F.log(F.col("freq").cast("double") + F.lit(params.eps)))
     vertices = vertices.select(
         "id", "name", "kind", F.col("doc_freq").cast("long").alias("doc_freq")

@@ -2,8 +2,52 @@
 
 The paper keeps the top-2 documents by Jaccard similarity between the walk's concept set K^g
 and each document's concept set. Comparing every walk with every document is a cross join
-(walks x 520K documents); an inverted index only touches documents that share at least one
-node with the walk, and a document sharing none has Jaccard 0 and could never be a reference.
+(walks x 520K documents), and so is an inverted index taken through a hub: one topic held by
+16K walks and 80K documents emits 10^9 (walk, document) rows from one task. So the nodes are
+split by document frequency ``df`` (the number of documents holding the node):
+
+* an *indexed* node (``df <= num_hub_docs``) is joined to its documents as before -- at most
+  ``num_hub_docs`` rows per walk node;
+* a *hub* (``df > num_hub_docs``) is never joined to its documents per walk. Write ``H_W`` for
+  the hubs of walk ``W``. Each *pattern* -- a non-empty subset ``P`` of some ``H_W`` -- gets
+  ``top(P)``: the ``num_refs`` documents holding all of ``P`` with the fewest nodes (ties to
+  the smaller ``doc_id``). A walk reads ``top(P)`` for each of its ``2^|H_W| - 1`` patterns.
+
+The references are then the best ``num_refs`` of the candidates -- the documents met through
+an indexed node, plus the ``top(P)`` lists -- scored with their exact ``|W ∩ D|``.
+
+Why that is exact. Order documents by ``J = i / (w + d - i)`` descending, then ``doc_id``
+ascending (``i = |W ∩ D|``, ``w = |W|``, ``d = |D|``); a total order. ``J`` is strictly
+increasing in ``i`` (its derivative is ``(w + d) / (w + d - i)^2``) and strictly decreasing in
+``d``. Let ``D*`` be one of the true top ``k`` that shares no indexed node with ``W``, so
+``P* = W ∩ D*`` is a non-empty subset of ``H_W``. If ``D*`` were not in ``top(P*)``, then
+``top(P*)`` would hold ``k`` other documents ``E ⊇ P*`` with ``(d_E, id_E) < (d*, id*)``.
+Each has ``i_E >= |P*| = i*`` and ``d_E <= d*``, so ``J_E >= J*``, with equality only if
+``i_E = i*`` and ``d_E = d*``, and then ``id_E < id*``: all ``k`` rank above ``D*``, which is
+a contradiction. So every true top-``k`` document is a candidate; candidates are real
+documents scored exactly, so the top ``k`` candidates are the true top ``k``, ties included.
+A walk sharing no node with any document has no candidate and gets empty arrays. Scores are
+doubles, ``i / (w + d - i)`` of exact integers, correctly rounded, so equal fractions compare
+equal (as in a brute force) and the order above is the order of the doubles.
+
+``top(P)`` without a walk x document join: each document enumerates the patterns it holds,
+level by level (a pattern of size ``j + 1`` extends its sorted prefix of size ``j``, itself a
+pattern because patterns are closed under subsets), so a document meets only the patterns of
+its own hubs, never the walks.
+
+Row bound, with ``T = num_hub_docs``, ``k = num_refs``, ``h_W = |H_W|`` and ``S(D)`` the hubs
+of ``D`` held by some walk:
+
+* inverted-index join: ``sum_W sum_{n in W, df(n) <= T} df(n) <= T * sum_W |W|``;
+* walk patterns: ``sum_W (2^h_W - 1)`` rows, times ``k`` once joined to ``top(P)``;
+* document patterns: ``sum_D #{patterns P ⊆ S(D)}``, each level built from at most
+  ``|S(D)|`` extensions per pattern of the level below.
+
+A hub ``h`` held by ``M_h`` walks and ``N_h`` documents costs ``O(M_h * 2^(h_W - 1) * k)``
+walk rows and ``O(N_h * patterns per document)`` document rows, never ``M_h * N_h``. Walks
+here hold at most 8 nodes (``1 + max_topic_steps`` topics, ``1 + max_concept_steps``
+concepts), so a walk has at most 255 patterns; a walk with many more hubs would want a larger
+``num_hub_docs``. A smaller ``num_hub_docs`` shrinks the index join and grows the patterns.
 
 Decisions (paper §5 item 6): the caller chooses the node sets (walk ``nodes`` and
 ``doc_nodes``); ties in Jaccard go to the smaller ``doc_id``; the references are distinct
@@ -18,40 +62,30 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+# A node in at most this many documents is joined through the inverted index (at most this
+# many rows per walk node); one in more is a hub, reached through the pattern lists.
+NUM_HUB_DOCS = 1000
 
-def reference_docs(walks: DataFrame, doc_nodes: DataFrame, num_refs: int = 2) -> DataFrame:
-    """Top-``num_refs`` documents per walk by Jaccard similarity, via an inverted index.
+
+def reference_docs(
+    walks: DataFrame, doc_nodes: DataFrame, num_refs: int = 2, *, num_hub_docs: int = NUM_HUB_DOCS
+) -> DataFrame:
+    """Top-``num_refs`` documents per walk by Jaccard similarity, exact and hub-safe.
 
     ``walks``: ``(walk_id, nodes array<string>)``, duplicates within ``nodes`` ignored.
     ``doc_nodes``: ``(doc_id, node)``, distinct rows (a repeated row would count twice).
     Returns ``(walk_id, ref_doc_ids array<string>, ref_jaccard array<double>)`` for every input
     walk: Jaccard ``|W ∩ D| / |W ∪ D|`` descending, ties by ``doc_id`` ascending; a walk that
-    shares no node with any document gets two empty arrays.
+    shares no node with any document gets two empty arrays. ``num_hub_docs`` only moves work
+    between the index join and the hub patterns (module docstring); the result is the same.
+    Runs one small job at call time (the largest hub count of a walk).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    if isinstance(num_refs, bool) or not isinstance(num_refs, int) or num_refs < 1:
-        raise ValueError(f"num_refs: expected an int >= 1, got {num_refs!r}")
-
-    walk_sets = walks.select(
-        "walk_id", F.array_distinct(F.coalesce("nodes", F.array().cast("array<string>"))).alias("w")
-    ).select("walk_id", "w", F.size("w").alias("w_size"))
-    doc_sizes = doc_nodes.groupBy("doc_id").agg(F.count(F.lit(1)).alias("d_size"))
-    # The inverted index: one row per (walk node, document holding it), equi-joined on node.
-    shared = (
-        walk_sets.select("walk_id", F.explode("w").alias("node"))
-        .join(doc_nodes.select("doc_id", "node"), "node")
-        .groupBy("walk_id", "doc_id")
-        .agg(F.count(F.lit(1)).alias("inter"))
-    )
-    scored = (
-        shared.join(walk_sets.select("walk_id", "w_size"), "walk_id")
-        .join(doc_sizes, "doc_id")
-        .withColumn(
-            "jaccard",
-            F.col("inter").cast("double") / (F.col("w_size") + F.col("d_size") - F.col("inter")),
-        )
+    scored = candidate_pairs(walks, doc_nodes, num_refs, num_hub_docs=num_hub_docs).withColumn(
+        "jaccard",
+        F.col("inter").cast("double") / (F.col("w_size") + F.col("d_size") - F.col("inter")),
     )
     # row_number <= k becomes a per-partition group limit (Spark 3.5+) before the shuffle.
     order = Window.partitionBy("walk_id").orderBy(F.col("jaccard").desc(), F.col("doc_id").asc())
@@ -62,7 +96,8 @@ def reference_docs(walks: DataFrame, doc_nodes: DataFrame, num_refs: int = 2) ->
         .agg(F.array_sort(F.collect_list(F.struct("rank", "doc_id", "jaccard"))).alias("refs"))
     )
     return (
-        walk_sets.select("walk_id")
+        _walk_sets(walks)
+        .select("walk_id")
         .join(top, "walk_id", "left")
         .select(
             "walk_id",
@@ -73,4 +108,140 @@ def reference_docs(walks: DataFrame, doc_nodes: DataFrame, num_refs: int = 2) ->
                 F.transform("refs", lambda r: r["jaccard"]), F.array().cast("array<double>")
             ).alias("ref_jaccard"),
         )
+    )
+
+
+def candidate_pairs(
+    walks: DataFrame, doc_nodes: DataFrame, num_refs: int = 2, *, num_hub_docs: int = NUM_HUB_DOCS
+) -> DataFrame:
+    """``(walk_id, doc_id, inter, w_size, d_size)``: every document that can be a reference.
+
+    A superset of each walk's true top ``num_refs`` (module docstring), one row per distinct
+    (walk, document), ``inter = |W ∩ D| >= 1`` exact; at most ``num_hub_docs`` documents per
+    indexed walk node plus ``num_refs`` per hub pattern of the walk.
+    """
+    from pyspark.sql import functions as F
+
+    for name, value, low in (("num_refs", num_refs, 1), ("num_hub_docs", num_hub_docs, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+
+    walk_sets = _walk_sets(walks)
+    df = doc_nodes.groupBy("node").agg(F.count(F.lit(1)).alias("df"))
+    walk_nodes = walk_sets.select("walk_id", F.explode("w").alias("node")).join(df, "node")
+    is_hub = F.col("df") > num_hub_docs
+    # Indexed nodes: at most num_hub_docs documents per walk node.
+    indexed = (
+        walk_nodes.where(~is_hub)
+        .select("walk_id", "node")
+        .join(doc_nodes.select("doc_id", "node"), "node")
+        .groupBy("walk_id", "doc_id")
+        .agg(F.count(F.lit(1)).alias("i_indexed"))
+    )
+    hubs = walk_nodes.where(is_hub).select("walk_id", "node")
+    walk_hubs = hubs.groupBy("walk_id").agg(F.array_sort(F.collect_list("node")).alias("w_hubs"))
+    doc_hubs = (
+        doc_nodes.select("doc_id", "node")
+        .join(hubs.select("node").distinct(), "node")
+        .groupBy("doc_id")
+        .agg(F.array_sort(F.collect_list("node")).alias("d_hubs"))
+    )
+    docs = (
+        doc_nodes.groupBy("doc_id")
+        .agg(F.count(F.lit(1)).alias("d_size"))
+        .join(doc_hubs, "doc_id", "left")
+    )
+    walk_patterns = _walk_patterns(walk_hubs)
+    max_hubs = walk_hubs.agg(F.max(F.size("w_hubs"))).first()[0] or 0
+    via_hubs = walk_patterns.join(
+        _pattern_tops(
+            doc_hubs.join(docs.select("doc_id", "d_size"), "doc_id"),
+            walk_patterns,
+            max_hubs,
+            num_refs,
+        ),
+        "pattern",
+    ).select("walk_id", "doc_id", F.lit(0).cast("long").alias("i_indexed"))
+    pairs = (
+        indexed.unionByName(via_hubs)
+        .groupBy("walk_id", "doc_id")
+        .agg(F.max("i_indexed").alias("i_indexed"))
+    )
+    shared_hubs = F.coalesce(F.size(F.array_intersect("w_hubs", "d_hubs")), F.lit(0))
+    return (
+        pairs.join(walk_sets.select("walk_id", "w_size"), "walk_id")
+        .join(walk_hubs, "walk_id", "left")
+        .join(docs, "doc_id")
+        .select(
+            "walk_id",
+            "doc_id",
+            (F.col("i_indexed") + shared_hubs).alias("inter"),
+            "w_size",
+            "d_size",
+        )
+    )
+
+
+def _walk_sets(walks: DataFrame) -> DataFrame:
+    """``(walk_id, w, w_size)``: each walk's distinct nodes (a null ``nodes`` is empty)."""
+    from pyspark.sql import functions as F
+
+    w = F.array_distinct(F.coalesce("nodes", F.array().cast("array<string>")))
+    return walks.select("walk_id", w.alias("w")).withColumn("w_size", F.size("w"))
+
+
+def _walk_patterns(walk_hubs: DataFrame) -> DataFrame:
+    """``(walk_id, pattern)``: every non-empty subset of a walk's sorted hubs, kept sorted."""
+    from pyspark.sql import functions as F
+
+    # shiftleft/shiftright with a column shift: the Python wrappers take only an int.
+    one = F.lit(1).cast("long")
+    masks = F.sequence(one, F.call_function("shiftleft", one, F.size("w_hubs")) - 1)
+    subsets = F.transform(
+        masks,
+        lambda m: F.filter(
+            "w_hubs", lambda _, i: F.call_function("shiftright", m, i).bitwiseAND(1) == 1
+        ),
+    )
+    return walk_hubs.select("walk_id", F.explode(subsets).alias("pattern"))
+
+
+def _pattern_tops(
+    doc_hubs: DataFrame, walk_patterns: DataFrame, max_hubs: int, num_refs: int
+) -> DataFrame:
+    """``(pattern, doc_id)``: per walk pattern, the ``num_refs`` smallest documents holding it.
+
+    ``doc_hubs``: ``(doc_id, d_hubs, d_size)``. A document's patterns are grown level by level
+    from sorted prefixes and kept only where some walk has the pattern, so a document never
+    meets a walk and enumerates no subset of its hubs that no walk holds.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    patterns = walk_patterns.select("pattern").distinct()
+    level = doc_hubs.select("doc_id", "d_size", "d_hubs", F.explode("d_hubs").alias("hub")).select(
+        "doc_id", "d_size", "d_hubs", F.array("hub").alias("pattern")
+    )
+    levels = [level]
+    last = F.element_at("pattern", -1)
+    for size in range(2, max_hubs + 1):
+        grown = level.select(
+            "doc_id",
+            "d_size",
+            "d_hubs",
+            "pattern",
+            F.explode(F.filter("d_hubs", lambda x: x > last)).alias("next"),
+        ).select(
+            "doc_id", "d_size", "d_hubs", F.concat("pattern", F.array("next")).alias("pattern")
+        )
+        level = grown.join(patterns.where(F.size("pattern") == size), "pattern", "left_semi")
+        levels.append(level)
+    held = levels[0]
+    for other in levels[1:]:
+        held = held.unionByName(other)
+    order = Window.partitionBy("pattern").orderBy("d_size", "doc_id")
+    return (
+        held.withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= num_refs)
+        .select("pattern", "doc_id")
     )

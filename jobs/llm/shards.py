@@ -5,8 +5,12 @@ stored under a key of their request file's hash (and the model's), and a ``.done
 checked against the request file it answers, so a collector never pairs new requests with
 answers to old ones, and an unchanged shard keeps its answers whatever happened to prepare.
 ``load_responses`` refuses to read a task whose shards are not all (validly) finished, and
-returns each request with its response (or None).
-``commit_collected`` writes a collector's table and quarantine.
+returns each request with its response (or None). ``open_responses`` checks the same, then
+hands out the same pairs one request shard at a time (:class:`ResponseStream`), for a
+collector whose output could outgrow memory.
+``commit_collected`` writes a collector's table and quarantine; :class:`CollectWriter` writes
+them as they are made, in part files of a bounded number of rows, and commits them the same
+way (quarantine first, the same manifests and stats).
 """
 
 from __future__ import annotations
@@ -14,20 +18,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.cli import JobContext, base_parser
 from jobs.commit import MANIFEST, SUCCESS, StageOutput, StageStats, require_committed
 from jobs.layout import Layout
-from jobs.llm.batchfile import ResponseLine, parse_requests, write_request_shards
+from jobs.llm.batchfile import ResponseLine, ShardSpec, parse_requests, write_request_shards
 from jobs.llm.engine import ChatRequest
 from jobs.llm.journal import ShardFiles, read_shard_lines, requests_hash, verified_done
 from jobs.llm.results import IncompleteTaskError, require_task_done
 from jobs.llm.tasks import generation_for
 from jobs.storage import Storage, basename, join
-from jobs.tables import schema, write_table
+from jobs.tables import PartWriter, schema, write_table
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +164,21 @@ def _positive(value: str) -> int:
     return number
 
 
+Pair = tuple[ChatRequest, ResponseLine | None, str]  # request, response, request file
+
+
 @dataclass
 class ResponseSet:
     """Every request of a task with its response (None when the runner wrote none)."""
 
     manifest: dict[str, Any]
-    pairs: list[tuple[ChatRequest, ResponseLine | None, str]] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
     unknown_ids: int = 0
     models: dict[str, str] = field(default_factory=dict)  # custom_id -> model that answered
+
+    def __iter__(self) -> Iterator[Pair]:
+        """The pairs, as a :class:`ResponseStream` yields them."""
+        return iter(self.pairs)
 
     def model_of(self, custom_id: str) -> str:
         """The model named in the response body, else the one the requests were written for."""
@@ -183,36 +194,113 @@ class ResponseSet:
         }
 
 
+@dataclass
+class ShardResponses:
+    """One request shard's requests, each with its response (None when none was written)."""
+
+    source: str  # the request file's name, as quarantine rows name it
+    pairs: list[tuple[ChatRequest, ResponseLine | None]]
+    models: dict[str, str]  # custom_id -> model that answered
+    unknown_ids: int  # responses to no request of this shard
+
+
+def read_shard_responses(
+    storage: Storage, layout: Layout, task: str, shard: ShardSpec
+) -> ShardResponses:
+    """Read one finished shard; its marker is checked against the request bytes parsed."""
+    files = ShardFiles.of(layout, task, shard)
+    data = storage.read_bytes(files.requests)
+    marker = verified_done(storage, files, requests_hash(data))
+    if marker is None:
+        raise IncompleteTaskError(f"task {task!r}: {shard.stem} changed while being read")
+    requests = parse_requests(data, files.requests)
+    wanted = {r.custom_id for r in requests}
+    by_id: dict[str, ResponseLine] = {}
+    models: dict[str, str] = {}
+    unknown = 0
+    for obj in read_shard_lines(storage, files, marker):
+        line = ResponseLine.from_json(obj)
+        if line.custom_id not in wanted:
+            unknown += 1
+            continue
+        by_id[line.custom_id] = line  # merged: one line per id
+        model = ((obj.get("response") or {}).get("body") or {}).get("model")
+        if model:
+            models[line.custom_id] = str(model)
+    pairs = [(r, by_id.get(r.custom_id)) for r in requests]
+    return ShardResponses(basename(files.requests), pairs, models, unknown)
+
+
+@dataclass
+class ResponseStream:
+    """The pairs of a finished task, read one request shard at a time (:func:`open_responses`).
+
+    Iterating yields what :attr:`ResponseSet.pairs` holds, in the same order, holding one
+    shard's requests and responses at a time. :meth:`model_of` answers for the shard being
+    read; :attr:`tokens` and :attr:`unknown_ids` are the task's once iteration is over.
+    A stream is read once.
+    """
+
+    storage: Storage
+    layout: Layout
+    task: str
+    manifest: dict[str, Any]
+    shards: list[ShardSpec]
+    unknown_ids: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: {"prompt": 0, "completion": 0})
+    _models: dict[str, str] = field(default_factory=dict, repr=False)
+    _read: bool = field(default=False, repr=False)
+
+    def read_shards(self) -> Iterator[ShardResponses]:
+        """Each shard in index order; the totals grow as they are read."""
+        if self._read:
+            raise RuntimeError(f"task {self.task!r}: a ResponseStream is read once")
+        self._read = True
+        for spec in self.shards:
+            shard = read_shard_responses(self.storage, self.layout, self.task, spec)
+            self.unknown_ids += shard.unknown_ids
+            for _, line in shard.pairs:
+                if line is not None:
+                    self.tokens["prompt"] += line.spent_prompt_tokens
+                    self.tokens["completion"] += line.spent_completion_tokens
+            self._models = shard.models
+            yield shard
+        if self.unknown_ids:
+            log.warning("%s: ignored %d responses to unknown requests", self.task, self.unknown_ids)
+
+    def __iter__(self) -> Iterator[Pair]:
+        for shard in self.read_shards():
+            for request, line in shard.pairs:
+                yield request, line, shard.source
+
+    def model_of(self, custom_id: str) -> str:
+        """As :meth:`ResponseSet.model_of`, for a request of the shard being read."""
+        return self._models.get(custom_id) or str(self.manifest.get("model", "unknown"))
+
+
+def open_responses(storage: Storage, layout: Layout, task: str) -> ResponseStream:
+    """Check that ``task``'s request set is committed and every shard done; read nothing more.
+
+    Raises :class:`jobs.llm.results.IncompleteTaskError` naming unfinished shards, before a
+    caller has written anything.
+    """
+    requests_uri = join(layout.llm_task(task), REQUESTS)
+    require_committed(storage, requests_uri)
+    manifest = storage.read_json(join(requests_uri, MANIFEST))
+    return ResponseStream(storage, layout, task, manifest, require_task_done(storage, layout, task))
+
+
 def load_responses(storage: Storage, layout: Layout, task: str) -> ResponseSet:
     """Read the committed request set of ``task`` and its responses; all shards must be done.
 
     Raises :class:`jobs.llm.results.IncompleteTaskError` naming unfinished shards.
     """
-    requests_uri = join(layout.llm_task(task), REQUESTS)
-    require_committed(storage, requests_uri)
-    result = ResponseSet(storage.read_json(join(requests_uri, MANIFEST)))
-    for shard in require_task_done(storage, layout, task):
-        files = ShardFiles.of(layout, task, shard)
-        # The marker is checked against the very bytes parsed here, not an earlier read.
-        data = storage.read_bytes(files.requests)
-        marker = verified_done(storage, files, requests_hash(data))
-        if marker is None:
-            raise IncompleteTaskError(f"task {task!r}: {shard.stem} changed while being read")
-        requests = parse_requests(data, files.requests)
-        wanted = {r.custom_id for r in requests}
-        by_id: dict[str, ResponseLine] = {}
-        for obj in read_shard_lines(storage, files, marker):
-            line = ResponseLine.from_json(obj)
-            if line.custom_id not in wanted:
-                result.unknown_ids += 1
-                continue
-            by_id[line.custom_id] = line  # merged: one line per id
-            model = ((obj.get("response") or {}).get("body") or {}).get("model")
-            if model:
-                result.models[line.custom_id] = str(model)
-        result.pairs.extend((r, by_id.get(r.custom_id), basename(files.requests)) for r in requests)
-    if result.unknown_ids:
-        log.warning("%s: ignored %d responses to unknown requests", task, result.unknown_ids)
+    stream = open_responses(storage, layout, task)
+    result = ResponseSet(stream.manifest)
+    for shard in stream.read_shards():
+        result.pairs.extend((r, line, shard.source) for r, line in shard.pairs)
+        result.models.update(shard.models)
+    result.unknown_ids = stream.unknown_ids
     return result
 
 
@@ -241,11 +329,25 @@ def response_raw(request: ChatRequest, line: ResponseLine | None, **extra: Any) 
 
 @dataclass
 class Collected:
-    """The rows and accounting of one collect run (built purely; nothing written yet)."""
+    """The rows and accounting of one collect run (built purely; nothing written yet).
+
+    It takes rows as a :class:`CollectWriter` does, so one collector can fill either.
+    """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     stats: StageStats = field(default_factory=StageStats)
+
+    def add_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        self.rows.extend(rows)
+
+    def add_quarantine(self, row: dict[str, Any]) -> None:
+        self.quarantine.append(row)
+
+
+def _quarantine_stats(num_rows: int, stats: StageStats) -> StageStats:
+    """The quarantine output's own accounting: every row in is out, by the table's reasons."""
+    return StageStats(num_rows, num_rows, extra={"by_reason": stats.quarantined})
 
 
 def commit_collected(
@@ -264,10 +366,71 @@ def commit_collected(
     run_id = manifest.get("run_id")
     q_out = StageOutput(storage, quarantine_uri, attempt, run_id)
     write_table(storage, collected.quarantine, q_out.begin(), schema("quarantine"))
-    q_stats = StageStats(
-        n_quarantined, n_quarantined, extra={"by_reason": collected.stats.quarantined}
+    q_out.commit(
+        {**manifest, "table": "quarantine"}, _quarantine_stats(n_quarantined, collected.stats)
     )
-    q_out.commit({**manifest, "table": "quarantine"}, q_stats)
     t_out = StageOutput(storage, table_uri, attempt, run_id)
     write_table(storage, collected.rows, t_out.begin(), schema(basename(table_uri)))
     t_out.commit({**manifest, "table": basename(table_uri)}, collected.stats)
+
+
+class CollectWriter:
+    """A collector's table and quarantine, written while it runs and committed at the end.
+
+    The streaming form of :func:`commit_collected`: both outputs begin (stage) when it is
+    made; :meth:`add_rows` and :meth:`add_quarantine` go to one
+    :class:`jobs.tables.PartWriter` each, writing parts of ``batch_rows`` rows into the
+    stagings; :meth:`commit` commits quarantine first, then the table, with the manifests and
+    stats :func:`commit_collected` writes. Used as a context manager, it deletes the stagings
+    not yet committed when the block raises (a later commit would, too; this keeps ``_tmp``
+    clean now). The fence is :class:`jobs.commit.StageOutput`'s: an attempt that commits
+    while this one runs makes this one's commit fail.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        table_uri: str,
+        quarantine_uri: str,
+        attempt: str,
+        run_id: str | None,
+        batch_rows: int,
+    ) -> None:
+        self.storage = storage
+        self.table_name = basename(table_uri)
+        self._q_out = StageOutput(storage, quarantine_uri, attempt, run_id)
+        self._t_out = StageOutput(storage, table_uri, attempt, run_id)
+        self.quarantine = PartWriter(storage, self._q_out.begin(), schema("quarantine"), batch_rows)
+        self.rows = PartWriter(storage, self._t_out.begin(), schema(self.table_name), batch_rows)
+        self._committed: list[StageOutput] = []
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.rows.add(rows)
+
+    def add_quarantine(self, row: Mapping[str, Any]) -> None:
+        self.quarantine.add([row])
+
+    def commit(self, manifest: dict[str, Any], stats: StageStats) -> None:
+        """Write the last parts, check the rows written against ``stats``, commit both."""
+        self.quarantine.close()
+        self.rows.close()
+        if self.quarantine.num_rows != stats.rows_quarantined:
+            raise AssertionError(
+                f"{self.quarantine.num_rows} quarantine rows written, stats count "
+                f"{stats.rows_quarantined} {stats.quarantined}"
+            )
+        q_stats = _quarantine_stats(self.quarantine.num_rows, stats)
+        self._q_out.commit({**manifest, "table": "quarantine"}, q_stats)
+        self._committed.append(self._q_out)
+        self._t_out.commit({**manifest, "table": self.table_name}, stats)
+        self._committed.append(self._t_out)
+
+    def __enter__(self) -> CollectWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            return
+        for out in (self._q_out, self._t_out):
+            if out not in self._committed:
+                out.abort()

@@ -135,6 +135,49 @@ def test_concept_numbering_variants(marker):
     assert topics(text + "</key_concept>") == [("Sets", ["Union", "Intersection"])]
 
 
+@pytest.mark.parametrize(
+    "lines, concepts",
+    [
+        # The list numbers its items "1.1", "1.2", …: those numbers are markers.
+        ("1.1 Box plot\n1.2 Interquartile range\n1.3 1.5 times rule", None),
+        # … so a line that starts "1.5" in that list is read as numbered too.
+        ("1.1 Box plot\n1.2 Interquartile range\n1.5 times rule", ["times rule"]),
+        ("2.1 Box plot\n2.2 Interquartile range\n2.3 1.5 times rule", None),
+        ("1.1. Box plot\n1.2. Interquartile range\n1.3. 1.5 times rule", None),
+        ("(1.1) Box plot\n(1.2) Interquartile range\n(1.3) 1.5 times rule", None),
+        # Bullets or "1)" markers: a leading "1.5" is part of the name.
+        ("- Box plot\n- Interquartile range\n- 1.5 times rule", None),
+        ("1) Box plot\n2) Interquartile range\n3) 1.5 times rule", None),
+    ],
+)
+def test_outline_numbers_are_stripped_only_where_the_list_numbers_that_way(lines, concepts):
+    text = "<topic>Topics:\n1. Statistics\n</topic>\n<key_concept>Key Concepts:\n1. Statistics:\n"
+    expected = ["Box plot", "Interquartile range", *(concepts or ["1.5 times rule"])]
+    assert topics(text + lines + "\n</key_concept>") == [("Statistics", expected)]
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("1. Statistics:\n1.5 times rule\n", [("Statistics", ["1.5 times rule"])]),
+        (
+            "1. Statistics:\n- Outliers\n- 1.5 times rule\n",
+            [("Statistics", ["Outliers", "1.5 times rule"])],
+        ),
+        ("1. Statistics:\n1.1 Outliers\n", [("Statistics", ["Outliers"])]),  # a lone sub-list
+    ],
+)
+def test_a_lone_leading_decimal_is_part_of_the_name(body, expected):
+    text = f"<topic>Topics:\n1. Statistics\n</topic>\n<key_concept>\n{body}</key_concept>"
+    assert topics(text) == expected
+
+
+def test_a_topic_named_with_a_leading_decimal_keeps_it():
+    text = "<topic>Topics:\n1. 1.5 times rule\n2. Box plots\n</topic>\n<key_concept>\n"
+    text += "1. 1.5 times rule:\n- Outliers\n2. Box plots:\n- Whiskers\n</key_concept>"
+    assert topics(text) == [("1.5 times rule", ["Outliers"]), ("Box plots", ["Whiskers"])]
+
+
 def test_roman_topic_numbering_with_indented_bullets():
     text = (
         "<topic>Topics:\ni. Limits\nii. Continuity</topic>\n<key_concept>\ni. Limits:\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 
 import pytest
 from committed import commit_table
@@ -52,11 +54,12 @@ def make_ctx(cfg, attempt="1") -> JobContext:
     )
 
 
+CFG_OVERRIDES = ("generation.max_documents=3", "combinations.num_epochs=4", "combinations.seed=11")
+
+
 @pytest.fixture
 def cfg(make_config):
-    c = make_config(
-        "generation.max_documents=3", "combinations.num_epochs=4", "combinations.seed=11"
-    )
+    c = make_config(*CFG_OVERRIDES)
     storage, layout = Storage(c.storage), Layout(c.storage.root_uri, SNAP)
     docs = [{"doc_id": d, "text": f"text of {d}", "domain_score": s} for d, s in SCORES.items()]
     commit_table(storage, layout.table("documents"), rows=docs)
@@ -168,3 +171,63 @@ def test_combinations_are_the_same_on_rerun(spark, cfg):
     combinations.run(make_ctx(cfg, attempt="2"))
     second = read_table(storage, layout.table("combinations"))
     assert first.to_json() == second.to_json()
+
+
+def test_level2_has_no_null_concepts_and_keeps_concept_less_topics(spark):
+    rows = [
+        ("d1", "t:a", "Algebra", "c:x", "x"),
+        ("d1", "t:c", "Calculus", None, None),  # a topic without concepts: null concept columns
+        ("d2", "t:c", "Calculus", None, None),  # every topic without concepts
+        ("d3", "t:a", "Algebra", "c:root", "roots"),
+        ("d3", "t:b", "Bases", "c:root", "Roots"),  # one id under two display names
+    ]
+    schema = "doc_id string, topic_id string, topic string, concept_id string, concept string"
+    got = {
+        r["combo_id"]: r for r in combinations.level2(spark.createDataFrame(rows, schema)).collect()
+    }
+    assert set(got) == {"l2-d1", "l2-d2", "l2-d3"}
+    for r in got.values():
+        for column in ("topic_ids", "concept_ids", "topics", "concepts"):
+            assert None not in r[column]
+    assert (got["l2-d1"]["topic_ids"], got["l2-d1"]["concept_ids"]) == (["t:a", "t:c"], ["c:x"])
+    assert (got["l2-d1"]["topics"], got["l2-d1"]["concepts"]) == (["Algebra", "Calculus"], ["x"])
+    assert (got["l2-d2"]["topic_ids"], got["l2-d2"]["concept_ids"]) == (["t:c"], [])
+    assert (got["l2-d3"]["concept_ids"], got["l2-d3"]["concepts"]) == (["c:root"], ["Roots"])
+
+
+def test_jobs_checkpoint_reliably_into_a_folder_they_remove(
+    spark, make_config, cfg, tmp_path, monkeypatch
+):
+    frame = type(spark.range(1))  # the classic DataFrame, which implements both methods
+    root = tmp_path / "checkpoints"
+    ckpt = make_config(*CFG_OVERRIDES, f'spark.checkpoint_uri="{root}"')
+    reliable, local = [], []
+    take, take_local = frame.checkpoint, frame.localCheckpoint
+
+    def spy(self, *args, **kwargs):
+        out = take(self, *args, **kwargs)
+        folder = self.sparkSession.sparkContext.getCheckpointDir().removeprefix("file:")
+        reliable.append((folder, sum(len(files) for *_, files in os.walk(folder))))
+        return out
+
+    def spy_local(self, *args, **kwargs):
+        local.append(os.path.basename(sys._getframe(1).f_code.co_filename))
+        return take_local(self, *args, **kwargs)
+
+    monkeypatch.setattr(frame, "checkpoint", spy)
+    monkeypatch.setattr(frame, "localCheckpoint", spy_local)
+    build.run(make_ctx(ckpt))
+    combinations.run(make_ctx(ckpt))
+    # The session's dir is {root}/{stage}-{snapshot}-{attempt}/{uuid}: count per job folder.
+    folders: dict[str, list[int]] = {}
+    for folder, num_files in reliable:
+        assert os.path.dirname(os.path.dirname(folder)) == str(root)
+        folders.setdefault(os.path.basename(os.path.dirname(folder)), []).append(num_files)
+    assert {k: len(v) for k, v in folders.items()} == {
+        f"graph-{SNAP}-1": 2,  # vertices, edges
+        f"combinations-{SNAP}-1": 3,  # walks, Level-3, all combinations
+    }
+    assert all(n > 0 for counts in folders.values() for n in counts)  # written during the run
+    assert not {"build.py", "combinations.py"} & set(local)
+    for folder in folders:
+        assert not (root / folder).exists()  # removed at the end of the job

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import random
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from jobs.graph.walks import END_REASONS, WalkParams, sample_walks
+from jobs.graph.walks import (
+    CONCEPT_STARTS,
+    END_REASONS,
+    WalkParams,
+    sample_walks,
+    uniform_int,
+    unit_interval,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 VSCHEMA = "id string, name string, kind string, doc_freq long"
@@ -230,3 +239,178 @@ def test_benchmark_graph_is_deterministic_and_heavy_tailed():
     assert set(edges["kind"]) == {"topic_topic", "topic_concept", "concept_concept"}
     degree = Counter(edges["src"]) + Counter(edges["dst"])
     assert max(degree.values()) > 10 * (2 * 3000 / len(vertices["id"]))
+
+
+# A tiny weighted graph with every shape a walk meets: t:d has no concept (no_concept when
+# the walk starts its concepts there), t:e no topic neighbour (topic_dead_end), c:5 no concept
+# neighbour and c:6 a leaf (concept_dead_end).
+TINY = [
+    ("t:a", "t:b", "topic_topic", 3), ("t:a", "t:c", "topic_topic", 1),
+    ("t:b", "t:c", "topic_topic", 6), ("t:c", "t:d", "topic_topic", 2),
+    ("t:a", "c:1", "topic_concept", 1), ("t:a", "c:2", "topic_concept", 4),
+    ("t:b", "c:2", "topic_concept", 2), ("t:b", "c:3", "topic_concept", 8),
+    ("t:c", "c:4", "topic_concept", 3), ("t:e", "c:5", "topic_concept", 1),
+    ("c:1", "c:2", "concept_concept", 2), ("c:2", "c:3", "concept_concept", 7),
+    ("c:1", "c:3", "concept_concept", 1), ("c:3", "c:4", "concept_concept", 3),
+    ("c:4", "c:6", "concept_concept", 1),
+]  # fmt: skip
+TINY_TOPICS = ["t:a", "t:b", "t:c", "t:d", "t:e"]
+TINY_PARAMS = dict(seed=3, num_epochs=4000, topic_steps=(1, 2), concept_steps=(1, 2))
+
+
+def _paths(adj, kind, path, n):
+    """``(path, dead_end, p)`` of every no-revisit continuation of ``path`` by ``n`` steps."""
+    if n == 0:
+        yield path, False, 1.0
+        return
+    options = {v: w for v, w in adj[kind].get(path[-1], {}).items() if v not in path}
+    if not options:
+        yield path, True, 1.0
+        return
+    total = sum(options.values())
+    for v, w in options.items():
+        for rest, dead, p in _paths(adj, kind, (*path, v), n - 1):
+            yield rest, dead, p * w / total
+
+
+def exact_distribution(edges, params: WalkParams, weighted=True) -> dict[tuple, float]:
+    """P(start, topics, concepts, end_reason | start) under the module's rules, enumerated."""
+    adj = {k: {} for k in ("topic_topic", "topic_concept", "concept_concept")}
+    for s, d, kind, f in edges:
+        w = f + params.eps if weighted else 1.0
+        for a, b in [(s, d)] if kind == "topic_concept" else [(s, d), (d, s)]:
+            adj[kind].setdefault(a, {})[b] = adj[kind].get(a, {}).get(b, 0.0) + w
+    (t_lo, t_hi), (c_lo, c_hi) = params.topic_steps, params.concept_steps
+    out: Counter = Counter()
+    for start in TINY_TOPICS:
+        for n_t in range(t_lo, t_hi + 1):
+            for topics, t_dead, p_t in _paths(adj, "topic_topic", (start,), n_t):
+                origins = {"last": topics[-1:], "start": topics[:1]}.get(
+                    params.concept_start, topics
+                )
+                for origin in origins:
+                    p = p_t / (t_hi - t_lo + 1) / len(origins)
+                    entry = adj["topic_concept"].get(origin, {})
+                    if not entry:
+                        reason = "topic_dead_end" if t_dead else "no_concept"
+                        out[(start, topics, (), reason)] += p
+                    total = sum(entry.values())
+                    for first, w in entry.items():
+                        for n_c in range(c_lo, c_hi + 1):
+                            for concepts, c_dead, p_c in _paths(
+                                adj, "concept_concept", (first,), n_c
+                            ):
+                                reason = ("topic_dead_end" if t_dead else
+                                          "concept_dead_end" if c_dead else "complete")  # fmt: skip
+                                out[(start, topics, concepts, reason)] += (
+                                    p * w / total * p_c / (c_hi - c_lo + 1)
+                                )
+    return dict(out)
+
+
+def _fit_pvalue(counts: Counter, exact: dict, per_start: int) -> float:
+    """Chi-square goodness of fit, per start topic; outcomes expected < 5 times pooled."""
+    from scipy.stats import chi2
+
+    assert set(counts) <= set(exact), set(counts) - set(exact)  # no impossible walk
+    stat, df = 0.0, 0
+    for start in TINY_TOPICS:
+        keys = [k for k in exact if k[0] == start]
+        expected = np.array([exact[k] * per_start for k in keys])
+        observed = np.array([counts[k] for k in keys], dtype=float)
+        small = expected < 5
+        if small.any():
+            expected = np.r_[expected[~small], expected[small].sum()]
+            observed = np.r_[observed[~small], observed[small].sum()]
+        stat += ((observed - expected) ** 2 / expected).sum()
+        df += len(expected) - 1
+    return chi2.sf(stat, df)
+
+
+def _outcomes(walks) -> Counter:
+    return Counter((w[1], tuple(w[2]), tuple(w[3]), w[4]) for w in walks)
+
+
+def _rows(rows):
+    return [(r.epoch, r.start_topic, r.topics, r.concepts, r.end_reason) for r in rows]
+
+
+@pytest.mark.parametrize("mode", CONCEPT_STARTS)
+def test_walks_follow_the_exact_path_distribution(spark, mode):
+    params = WalkParams(concept_start=mode, **TINY_PARAMS)
+    exact = exact_distribution(TINY, params)
+    for start in TINY_TOPICS:
+        assert sum(p for k, p in exact.items() if k[0] == start) == pytest.approx(1.0)
+    assert {k[3] for k in exact} == set(END_REASONS)  # every end reason is in play
+    counts = _outcomes(_rows(_walks(spark, TINY, **TINY_PARAMS, concept_start=mode)))
+    assert sum(counts.values()) == 5 * params.num_epochs
+    # 20K walks over ~100 outcomes: a right sampler fails this 1 time in 1000 (the seed is
+    # fixed, so it passes or fails for good), a sampler ignoring the weights always does.
+    assert _fit_pvalue(counts, exact, params.num_epochs) > 1e-3
+    unweighted = exact_distribution(TINY, params, weighted=False)
+    assert _fit_pvalue(counts, unweighted, params.num_epochs) < 1e-12
+
+
+def _homogeneity_pvalue(a: Counter, b: Counter) -> float:
+    """Chi-square test that two samples of outcomes share one distribution."""
+    from scipy.stats import chi2_contingency
+
+    keys = sorted(set(a) | set(b))
+    table = np.array([[a[k] for k in keys], [b[k] for k in keys]], dtype=float)
+    small = table.sum(axis=0) < 10
+    table = np.c_[table[:, ~small], table[:, small].sum(axis=1)]
+    return chi2_contingency(table).pvalue
+
+
+def test_walks_match_the_benchmark_reference_walker(spark):
+    bench = _bench()
+    params = WalkParams(concept_start="random", **TINY_PARAMS)
+    columns = {k: [e[i] for e in TINY] for i, k in enumerate(("src", "dst", "kind", "freq"))}
+    reference = _outcomes(bench.reference_walks(columns, TINY_TOPICS, params))
+    ours = _outcomes(_rows(_walks(spark, TINY, **TINY_PARAMS, concept_start="random")))
+    assert _fit_pvalue(reference, exact_distribution(TINY, params), params.num_epochs) > 1e-3
+    assert _homogeneity_pvalue(ours, reference) > 1e-3
+    # The test can fail: the reference on the same graph with every freq equal differs.
+    flat = {**columns, "freq": [1] * len(TINY)}
+    assert (
+        _homogeneity_pvalue(ours, _outcomes(bench.reference_walks(flat, TINY_TOPICS, params)))
+        < 1e-12
+    )
+
+
+def test_uniform_draws_are_never_0_or_1():
+    bits = np.array([0, 1, 2**12 - 1, 2**12, 2**63, 2**64 - 2**12, 2**64 - 1], dtype=np.uint64)
+    u = unit_interval(bits)
+    assert (u > 0).all() and (u < 1).all() and np.isfinite(-np.log(u)).all()
+    assert u.min() == 2**-53 and u.max() == 1 - 2**-53
+    # The former mapping, the top 53 bits + 1/2 over 2^53, gave 1.0 for all-ones bits.
+    assert (float((2**64 - 1) >> 11) + 0.5) / 2**53 == 1.0
+    for m in (2, 3, 5, 6, 7, 1000, 2**40 + 1):  # the top draw never rounds up to m
+        assert math.floor(u.max() * m) == m - 1
+    keys = np.arange(100_000, dtype=np.uint64)
+    draws = uniform_int(7, keys, -1, 3, 4)
+    assert set(draws.tolist()) == {3, 4} and abs(draws.mean() - 3.5) < 0.01
+
+
+def test_walks_do_not_depend_on_batching(spark):
+    from jobs.graph.adjacency import build_adjacency
+    from jobs.graph.walks import WalkGraph, _graph_table, topic_hashes, walk_batch
+
+    edges, topics = _random_graph()
+    vertices, edge_df = _graph(spark, edges, topics)
+    adj = build_adjacency(_graph_table(vertices, edge_df), 0.01)
+    graph = WalkGraph(adj, *topic_hashes(adj.ids.take(adj.topics).to_pylist()))
+    params = WalkParams(seed=4, num_epochs=3, concept_start="random")
+    numbers = np.arange(3 * len(topics))
+    whole = walk_batch(graph, params, numbers).to_pylist()
+    shuffled = np.random.default_rng(0).permutation(numbers)
+    pieces = [walk_batch(graph, params, part) for part in np.array_split(shuffled, 7)]
+    by_id = lambda r: r["walk_id"]  # noqa: E731
+    assert sorted(whole, key=by_id) == sorted((r for p in pieces for r in p.to_pylist()), key=by_id)
+    # And through Spark: tiny Arrow batches give the same rows as the default ones.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "4")
+    try:
+        small = sample_walks(vertices.repartition(3), edge_df.repartition(3), params).collect()
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert sorted((r.asDict() for r in small), key=by_id) == sorted(whole, key=by_id)

@@ -9,7 +9,14 @@ import pytest
 
 from jobs.config import StorageConfig
 from jobs.storage import Storage, join
-from jobs.tables import MAX_RAW_CHARS, quarantine_row, read_table, schema, write_table
+from jobs.tables import (
+    MAX_RAW_CHARS,
+    PartWriter,
+    quarantine_row,
+    read_table,
+    schema,
+    write_table,
+)
 
 
 @pytest.fixture
@@ -74,6 +81,41 @@ def test_corrupt_file_is_named_in_the_error(storage, tmp_path):
     storage.write_bytes(join(uri, "part-0.parquet"), b"not parquet at all")
     with pytest.raises(ValueError, match="part-0.parquet"):
         read_table(storage, uri)
+
+
+def _rows(n: int, start: int = 0) -> list[dict]:
+    return [quarantine_row("s", "r", {"i": i}, "snap", f"d{i:03d}") for i in range(start, n)]
+
+
+def test_part_writer_writes_parts_of_at_most_a_batch_in_row_order(storage, tmp_path):
+    import pyarrow.parquet as pq
+
+    uri = f"file://{tmp_path}/q"
+    writer = PartWriter(storage, uri, schema("quarantine"), batch_rows=4)
+    writer.add(_rows(3))
+    assert (writer.files, writer.pending) == ([], 3)
+    writer.add(_rows(14, start=3))  # one add bigger than two batches
+    assert (len(writer.files), writer.pending) == (3, 2)
+    files = writer.close()
+    assert [f.rsplit("/", 1)[1] for f in files] == [f"part-{i:05d}.parquet" for i in range(4)]
+    assert [pq.ParquetFile(f[7:]).metadata.num_rows for f in files] == [4, 4, 4, 2]
+    assert read_table(storage, uri).to_dict("records") == _rows(14)
+    assert writer.num_rows == 14 and writer.close() == files  # closing twice writes nothing
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.add(_rows(1))
+
+
+def test_part_writer_of_one_batch_or_none_writes_what_write_table_writes(storage, tmp_path):
+    import pyarrow.parquet as pq
+
+    for n in (0, 5):
+        one, many = f"file://{tmp_path}/one-{n}", f"file://{tmp_path}/many-{n}"
+        write_table(storage, _rows(n), one, schema("quarantine"))
+        writer = PartWriter(storage, many, schema("quarantine"), batch_rows=5)
+        writer.add(_rows(n))
+        assert [f.rsplit("/", 1)[1] for f in writer.close()] == ["part-00000.parquet"]
+        a, b = (pq.read_table(f"{u[7:]}/part-00000.parquet") for u in (one, many))
+        assert a.equals(b) and a.schema == schema("quarantine") and a.num_rows == n
 
 
 def test_unknown_schema_name():
