@@ -59,7 +59,7 @@ like=()
 python scripts/k8s/check_run.py --snapshot "$snapshot" "${like[@]}"
 generate_time=$(elapsed)
 
-# Three subsets: the sample publishes a handful of QA rows (too few for the local demo's 5).
+# Three subsets (scaling.growth 1.5 in the overlay): the sample publishes a handful of QA rows.
 k8s_log "e2e: synthllm_scaling tiny_cpu on $snapshot ($(elapsed))"
 study="e2e-$snapshot-tiny_cpu"
 conf=$(printf '{"snapshot": "%s", "recipe": "tiny_cpu", "num_subsets": 3, "study_id": "%s", "config": "%s"}' \
