@@ -70,7 +70,7 @@ import sys
 from jobs.config import load_config
 from jobs.storage import Storage
 report = Storage(load_config("kubernetes").storage).read_json(sys.argv[1])
-print(f"scaling report: {sys.argv[1]} (best law: {report.get('best')})")
+print(f"scaling report: {sys.argv[1]} (best law: {report.get('best_law')})")
 PY
 k8s_log "e2e: done: synthllm_generate in $generate_time, all in $(elapsed)"
 echo "outputs: $SYNTHLLM_ROOT_URI (S3 API $SYNTHLLM_S3_ENDPOINT_URL; scripts/k8s/s3.sh env)"
