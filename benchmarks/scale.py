@@ -225,6 +225,9 @@ def overrides(root: str, docs: int) -> list[str]:
         f'storage.root_uri="{root}"',
         f"generation.max_documents={docs}",
         f"concepts.max_documents={docs}",
+        # Every Level-2 and Level-3 combination gets its prompt (the local profile caps them).
+        f"questions.max_combinations_l2={docs}",
+        f"questions.max_combinations_l3={5 * docs}",
         "generation.batch_size=512",
     ]
 
