@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import jsonpatch
@@ -193,18 +192,6 @@ def test_kustomize_rules_that_the_layout_works_around(tmp_path):
     kfile.write_text("resources: [../..]\n")
     with pytest.raises(KustomizeError, match="cycle detected"):
         build(kfile.parent)
-
-
-def test_kubectl_kustomize_builds_the_same_objects_where_kubectl_is_installed():
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed (the helper above stands in for it)")
-    for folder in (BASE, OVERLAY):
-        out = subprocess.run(
-            [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60
-        )
-        assert out.returncode == 0, out.stderr
-        assert _objects(d for d in yaml.safe_load_all(out.stdout) if d) == _objects(build(folder))
 
 
 def test_the_documented_client_url_reaches_the_service(base):
