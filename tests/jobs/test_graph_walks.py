@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
 from collections import Counter
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchscripts import load_benchmark
 from scipy.stats import chisquare
 
 from jobs.graph.walks import (
@@ -217,22 +217,15 @@ def test_walk_params_are_validated():
     assert WalkParams(topic_steps=[1, 3]).topic_steps == (1, 3)
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_walks", REPO / "benchmarks" / "walks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_reference_walker_draws_in_proportion_too():
-    bench = _bench()
+    bench = load_benchmark("walks")
     edges = {k: [e[i] for e in RACE_EDGES] for i, k in enumerate(("src", "dst", "kind", "freq"))}
     walks = bench.reference_walks(edges, ["t:a", "t:b", "t:z"], WalkParams(**RACE_PARAMS))
     _check_proportional(*_first_steps(walks))
 
 
 def test_benchmark_graph_is_deterministic_and_heavy_tailed():
-    bench = _bench()
+    bench = load_benchmark("walks")
     vertices, edges = bench.generate_graph(3000, seed=1)
     assert bench.generate_graph(3000, seed=1)[1] == edges
     assert len(edges["src"]) == 3000 == len(set(zip(edges["src"], edges["dst"], strict=True)))
@@ -363,7 +356,7 @@ def _homogeneity_pvalue(a: Counter, b: Counter) -> float:
 
 
 def test_walks_match_the_benchmark_reference_walker(spark):
-    bench = _bench()
+    bench = load_benchmark("walks")
     params = WalkParams(concept_start="random", **TINY_PARAMS)
     columns = {k: [e[i] for e in TINY] for i, k in enumerate(("src", "dst", "kind", "freq"))}
     reference = _outcomes(bench.reference_walks(columns, TINY_TOPICS, params))

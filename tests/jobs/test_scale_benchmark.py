@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchscripts import load_benchmark
 
 from jobs.concepts.collect import concept_rows
 from jobs.concepts.normalise import node_key
 from jobs.concepts.parse import parse_concepts
 from jobs.concepts.prompts import EXAMPLE_KEYS
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scale.py"
-
 
 @pytest.fixture(scope="module")
 def scale():
-    spec = importlib.util.spec_from_file_location("bench_scale", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    return load_benchmark("scale")
 
 
 def test_vocabularies_reach_the_papers_at_its_corpus_size(scale):

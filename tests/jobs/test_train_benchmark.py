@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train.py"
+from benchscripts import load_benchmark
 
 
 def test_tiny_benchmark_prints_both_shapes_both_loops_and_ratios(capsys):
-    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("train")
     assert bench.main(["--tiny", "--steps", "2", "--warmup", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     rows = re.findall(r"^(\S+)\s+[\d.]+M (trainer|plain)\s+([\d,]+)\s+([\d.]+)%$", out, re.M)
