@@ -392,6 +392,7 @@ class StageOutput:
     def _drop_empty_tmp(self) -> None:
         """Remove a local ``_tmp`` folder left empty (S3 has no folders to leave)."""
         local = self.storage.local_path(join(self.uri, TMP))
-        if local is not None and local.is_dir() and not any(local.iterdir()):
-            with contextlib.suppress(OSError):  # another attempt began staging meanwhile
+        # OSError: another attempt began staging, or removed the folder, meanwhile
+        with contextlib.suppress(OSError):
+            if local is not None and local.is_dir() and not any(local.iterdir()):
                 local.rmdir()

@@ -66,6 +66,13 @@ def to_spark_uri(uri: str) -> str:
     return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
 
 
+def _gone_is_fine(func: Any, path: str, exc_info: Any) -> None:
+    """``rmtree`` error hook: a file or folder another process removed first is fine (two
+    attempts of a stage may clear one staging folder at once); anything else is raised."""
+    if not isinstance(exc_info[1], FileNotFoundError):
+        raise exc_info[1]
+
+
 def _split_s3(uri: str) -> tuple[str, str]:
     bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
@@ -246,9 +253,10 @@ class Storage:
         """Immediate children of a prefix, as full URIs, sorted; [] if absent."""
         local = self._local(uri)
         if local is not None:
-            if not local.is_dir():
+            try:
+                return sorted("file://" + str(p) for p in local.iterdir())
+            except (FileNotFoundError, NotADirectoryError):
                 return []
-            return sorted("file://" + str(p) for p in local.iterdir())
         bucket, key = _split_s3(uri)
         prefix = key.rstrip("/") + "/"
         out: set[str] = set()
@@ -280,9 +288,9 @@ class Storage:
         local = self._local(uri)
         if local is not None:
             if local.is_dir():
-                shutil.rmtree(local)
-            elif local.exists():
-                local.unlink()
+                shutil.rmtree(local, onerror=_gone_is_fine)
+            else:
+                local.unlink(missing_ok=True)
             return
         bucket, key = _split_s3(uri)
         keys = [_split_s3(u)[1] for u in self.walk_files(uri)]

@@ -32,6 +32,36 @@ def test_read_write_list_delete(store):
     assert st.list(join(root, "a")) == []
 
 
+def test_local_delete_of_a_folder_another_process_removes_meanwhile(tmp_path, monkeypatch):
+    """Two attempts of a stage may clear one staging folder at once: whatever the other one
+    removed first is fine, and any other error still stops the delete."""
+    import os
+
+    st, root = Storage(StorageConfig(root_uri=f"file://{tmp_path}")), f"file://{tmp_path}"
+    for name in ("x", "y"):
+        st.write_text(join(root, "stage", "sub", f"{name}.txt"), name)
+    real_rmdir = os.rmdir
+
+    def rmdir_raced(path, *args, **kwargs):  # the other attempt got there first
+        real_rmdir(path, *args, **kwargs)
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(os, "rmdir", rmdir_raced)
+    st.delete(join(root, "stage"))
+    assert not (tmp_path / "stage").exists()
+    st.delete(join(root, "stage", "sub", "x.txt"))  # a file already gone
+    assert st.list(join(root, "stage")) == []
+
+    st.write_text(join(root, "kept", "z.txt"), "z")
+
+    def rmdir_refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "rmdir", rmdir_refused)
+    with pytest.raises(PermissionError):
+        st.delete(join(root, "kept"))
+
+
 def test_append_and_move(store):
     st, root = store
     uri = join(root, "j.jsonl")
