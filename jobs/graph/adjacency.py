@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 KINDS = ("topic_topic", "topic_concept", "concept_concept")
-# Vertex rows of the graph table carry these codes in ``k`` instead of an edge kind.
-TOPIC_VERTEX, OTHER_VERTEX = -1, -2
 _NO_POS = np.iinfo(np.int64).max
 
 
@@ -112,36 +110,32 @@ class Adjacency:
     csr: dict[str, Csr]
 
 
-def build_adjacency(table: pa.Table, eps: float) -> Adjacency:
-    """The CSRs of a graph table ``(src, dst, k, freq)``: edges with ``k`` = the index of
-    their kind in :data:`KINDS`, vertices as ``src`` with ``k`` = ``TOPIC_VERTEX`` or
-    ``OTHER_VERTEX`` (``dst``, ``freq`` null). Weights are ``freq + eps``; each must be > 0.
+def build_adjacency(nodes: pa.Table, edges: pa.Table, eps: float) -> Adjacency:
+    """The CSRs of a numbered graph.
+
+    ``nodes``: ``(id, topic)`` row ``i`` for node ``i``, in id order; ``edges``: ``(s, d, k,
+    freq)``, node numbers, ``k`` the index of the edge's kind in :data:`KINDS`. Weights are
+    ``freq + eps``; each must be > 0, and every end must be a node.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    src = table["src"].combine_chunks().cast(pa.string())
-    dst = table["dst"].combine_chunks().cast(pa.string())
-    k = table["k"].to_numpy()
-    ids = pc.unique(pa.concat_arrays([src, dst.drop_null()]))
-    ids = ids.take(pc.sort_indices(ids))
+    ids = nodes["id"].combine_chunks().cast(pa.string())
     if len(ids) >= 2**31:
         raise ValueError(f"{len(ids)} nodes: more than the int32 indices hold")
-    src_i = pc.index_in(src, value_set=ids).to_numpy(zero_copy_only=False)
-    is_edge = k >= 0
-    dst_i = pc.index_in(dst.filter(pa.array(is_edge)), value_set=ids).to_numpy()
-    weight = table["freq"].filter(pa.array(is_edge)).to_numpy() + eps
+    cols = {c: edges[c].combine_chunks() for c in ("s", "d", "k", "freq")}
+    if any(col.null_count for col in cols.values()):
+        raise ValueError("edges: an edge has an end that is not a node, or no kind or freq")
+    src, dst = cols["s"].to_numpy().astype(np.int64), cols["d"].to_numpy().astype(np.int64)
+    k = cols["k"].to_numpy()
+    weight = cols["freq"].to_numpy().astype(np.float64) + eps
+    if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= len(ids)):
+        raise ValueError(f"edges: a node number outside 0..{len(ids) - 1}")
     if not np.all(np.isfinite(weight) & (weight > 0)):
         raise ValueError("edges: every freq + eps must be a finite number > 0")
-    k_e, src_e = k[is_edge], src_i[is_edge]
-    csr = {
-        kind: Csr.from_edges(
-            src_e[k_e == code],
-            dst_i[k_e == code],
-            weight[k_e == code],
-            len(ids),
-            both=kind != "topic_concept",
-        )  # fmt: skip
-        for code, kind in enumerate(KINDS)
-    }
-    return Adjacency(ids, np.unique(src_i[k == TOPIC_VERTEX]), csr)
+    csr = {}
+    for code, kind in enumerate(KINDS):
+        mine = k == code
+        both = kind != "topic_concept"
+        csr[kind] = Csr.from_edges(src[mine], dst[mine], weight[mine], len(ids), both=both)
+    topics = np.flatnonzero(nodes["topic"].combine_chunks().to_numpy(zero_copy_only=False))
+    return Adjacency(ids, topics.astype(np.int64), csr)

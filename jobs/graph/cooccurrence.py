@@ -9,6 +9,13 @@ neighbours in proportion to ``freq + eps`` (paper §5 item 4).
 
 Edge storage: ``topic_topic`` and ``concept_concept`` edges are undirected and stored once with
 ``src < dst``; ``topic_concept`` edges are stored with the topic as ``src``.
+
+How it counts: nodes are numbered ``0..`` in id order (:func:`number_nodes`); each document's
+node numbers are gathered into one sorted array, every pair ``a < b`` of it is packed into one
+long (``a << 32 | b``) by Spark SQL's array functions, and the pairs are counted by that long,
+with a partial count before the shuffle. So no document is joined with itself and no string
+is shuffled per pair; the ids come back from a broadcast of the numbered vertices at the end.
+An id is one node: listed as a topic anywhere, it is a topic (ids carry their kind's prefix).
 """
 
 from __future__ import annotations
@@ -57,6 +64,10 @@ class GraphParams:
             raise ValueError(f"seed: expected an int, got {self.seed!r}")
 
 
+# Node numbers fit 32 bits (checked), so a pair of them packs into one long.
+_PAIR_BITS = 32
+
+
 def _doc_nodes(doc_concepts: DataFrame) -> DataFrame:
     """Distinct (doc_id, id, kind, name) over the topic and concept columns."""
     from pyspark.sql import functions as F
@@ -74,6 +85,33 @@ def _doc_nodes(doc_concepts: DataFrame) -> DataFrame:
         )
 
     return side("topic_id", "topic", "topic").unionByName(side("concept_id", "concept", "concept"))
+
+
+def number_nodes(nodes: DataFrame) -> DataFrame:
+    """``nodes`` (one row per distinct ``id``) plus ``n``: 0.. in id order (byte order, as
+    Spark sorts strings), the same numbers for the same ids however the input is split.
+    One partition numbers them: vertices are few next to the pairs they replace."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    return nodes.withColumn("n", F.row_number().over(Window.orderBy("id")).cast("long") - 1)
+
+
+def _pair_counts(doc_nums: DataFrame) -> DataFrame:
+    """``(pair, freq)``: documents per node pair, a pair packed as ``a << 32 | b``, a < b."""
+    from pyspark.sql import functions as F
+
+    per_doc = doc_nums.groupBy("doc_id").agg(F.array_sort(F.collect_set("n")).alias("ns"))
+    # Element i pairs with every later one: slice(ns, i + 2, ...) is 1-based.
+    pairs = F.expr(
+        f"flatten(transform(ns, (a, i) -> transform(slice(ns, i + 2, size(ns) - i - 1), "
+        f"b -> shiftleft(a, {_PAIR_BITS}) | b)))"
+    )
+    return (
+        per_doc.select(F.explode(pairs).alias("pair"))
+        .groupBy("pair")
+        .agg(F.count(F.lit(1)).alias("freq"))
+    )
 
 
 def _edge_kind(a_kind, b_kind):
@@ -132,30 +170,40 @@ def build_graph(doc_concepts: DataFrame, params: GraphParams) -> tuple[DataFrame
     from pyspark.sql import functions as F
 
     nodes = _doc_nodes(doc_concepts)
-    vertices = nodes.groupBy("id", "kind").agg(
-        F.min("name").alias("name"), F.countDistinct("doc_id").alias("doc_freq")
+    vertices = nodes.groupBy("id").agg(
+        F.max("kind").alias("kind"),  # "topic" > "concept": a topic anywhere is a topic
+        F.min("name").alias("name"),
+        F.countDistinct("doc_id").alias("doc_freq"),
     )
     pruned = {"vertices_below_min_doc_freq": 0, "edges_over_max_degree": 0}
-    doc_nodes = nodes.select("doc_id", "id", "kind").distinct()
     if params.min_doc_freq > 1:
         below = F.col("doc_freq") < params.min_doc_freq
         pruned["vertices_below_min_doc_freq"] = vertices.filter(below).count()
         vertices = vertices.filter(~below)
-        doc_nodes = doc_nodes.join(vertices.select("id"), "id", "left_semi")
-
-    a, b = doc_nodes.alias("a"), doc_nodes.alias("b")
-    # a.id < b.id: each unordered pair once per document, and no self loops.
-    pairs = a.join(b, (F.col("a.doc_id") == F.col("b.doc_id")) & (F.col("a.id") < F.col("b.id")))
-    topic_first = (F.col("a.kind") == "concept") & (F.col("b.kind") == "topic")
-    edges = (
-        pairs.select(
-            F.when(topic_first, F.col("b.id")).otherwise(F.col("a.id")).alias("src"),
-            F.when(topic_first, F.col("a.id")).otherwise(F.col("b.id")).alias("dst"),
-            _edge_kind(F.col("a.kind"), F.col("b.kind")).alias("kind"),
-        )
-        # doc_nodes is distinct per (doc, node), so a row count is a distinct-document count.
-        .groupBy("src", "dst", "kind")
-        .agg(F.count(F.lit(1)).alias("freq"))
+    numbered = number_nodes(vertices).persist(StorageLevel.MEMORY_AND_DISK)
+    if (top := numbered.agg(F.max("n")).first()[0]) is not None and top >= 2**_PAIR_BITS:
+        raise ValueError(f"{top + 1} graph nodes: more than {_PAIR_BITS}-bit numbers hold")
+    index = F.broadcast(numbered.select("id", "n"))
+    doc_nums = nodes.select("doc_id", "id").join(index, "id").select("doc_id", "n")
+    counts = _pair_counts(doc_nums)
+    ends = F.broadcast(numbered.select("n", "id", "kind"))
+    a = ends.select(F.col("n").alias("a_n"), F.col("id").alias("a"), F.col("kind").alias("ak"))
+    b = ends.select(F.col("n").alias("b_n"), F.col("id").alias("b"), F.col("kind").alias("bk"))
+    low = F.lit((1 << _PAIR_BITS) - 1).cast("long")
+    unpacked = counts.select(
+        F.shiftright("pair", _PAIR_BITS).alias("a_n"),
+        F.col("pair").bitwiseAND(low).alias("b_n"),
+        "freq",
+    )
+    pairs = unpacked.join(a, "a_n").join(b, "b_n")
+    # Numbers follow id order, so a < b holds for the ids too; a topic-concept edge is
+    # stored topic first.
+    topic_first = (F.col("ak") == "concept") & (F.col("bk") == "topic")
+    edges = pairs.select(
+        F.when(topic_first, F.col("b")).otherwise(F.col("a")).alias("src"),
+        F.when(topic_first, F.col("a")).otherwise(F.col("b")).alias("dst"),
+        _edge_kind(F.col("ak"), F.col("bk")).alias("kind"),
+        "freq",
     )
     if params.max_degree is not None:
         ranked = _cap_degree(edges, params.max_degree, params.seed)

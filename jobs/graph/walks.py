@@ -29,10 +29,11 @@ next node by inverse CDF over the current node's unvisited neighbours in id orde
 (:func:`jobs.graph.adjacency.pick`), so for a given graph the walks depend on the seed only.
 The walk uses its own ``eps``; the edges' ``weight`` column is not read.
 
-How it runs: the driver collects the graph once (ids, kinds, freq: one Spark job), numbers
-the nodes and builds a CSR per edge kind (:mod:`jobs.graph.adjacency`, ~12 bytes per directed
-edge), broadcasts it, and ``mapInArrow`` over the walk numbers ``0 .. topics * epochs - 1``
-runs every step of a batch of walks in numpy. A step costs ``O(log degree)`` per walk.
+How it runs: Spark numbers the nodes in id order; the driver collects the numbered graph once
+(each id once, then ~14 bytes per edge), builds a CSR per edge kind (~12 bytes per directed
+edge, :mod:`jobs.graph.adjacency`) and broadcasts it; ``mapInArrow`` over the walk numbers
+``0 .. topics * epochs - 1`` runs every step of a batch of walks in numpy. A step costs
+``O(log degree)`` per walk.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jobs.graph.adjacency import KINDS, OTHER_VERTEX, TOPIC_VERTEX, Adjacency, pick
+from jobs.graph.adjacency import KINDS, Adjacency, pick
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -240,26 +241,33 @@ def walk_batch(graph: WalkGraph, params: WalkParams, numbers: np.ndarray) -> pa.
     )
 
 
-def _graph_table(vertices: DataFrame, edges: DataFrame) -> pa.Table:
-    """``(src, dst, k, freq)`` for :func:`jobs.graph.adjacency.build_adjacency`, collected."""
+def _graph_table(vertices: DataFrame, edges: DataFrame) -> tuple[pa.Table, pa.Table]:
+    """``(nodes, edges)`` for :func:`jobs.graph.adjacency.build_adjacency`, collected.
+
+    Spark numbers the vertices and puts the numbers on the edges, so the driver receives
+    ~14 bytes per edge and each id once, not two strings per edge.
+    """
     from pyspark.sql import functions as F
 
+    from jobs.graph.cooccurrence import number_nodes
+
+    numbered = number_nodes(vertices.groupBy("id").agg(F.max("kind").alias("kind")))
+    nodes = numbered.select("id", (F.col("kind") == "topic").alias("topic"), "n").toArrow()
+    nodes = nodes.sort_by("n").select(["id", "topic"])
     code = F.lit(None).cast("byte")
     for k, kind in enumerate(KINDS):
         code = F.when(F.col("kind") == kind, F.lit(k).cast("byte")).otherwise(code)
-    vertex = F.when(F.col("kind") == "topic", TOPIC_VERTEX).otherwise(OTHER_VERTEX)
-    rows = edges.select(
-        "src", "dst", code.alias("k"), F.col("freq").cast("double").alias("freq")
-    ).filter(F.col("k").isNotNull())
-    rows = rows.unionByName(
-        vertices.select(
-            F.col("id").alias("src"),
-            F.lit(None).cast("string").alias("dst"),
-            vertex.cast("byte").alias("k"),
-            F.lit(None).cast("double").alias("freq"),
-        )
+    index = F.broadcast(numbered.select("id", F.col("n").cast("int").alias("n")))
+    s_ix = index.select(F.col("id").alias("src"), F.col("n").alias("s"))
+    d_ix = index.select(F.col("id").alias("dst"), F.col("n").alias("d"))
+    rows = (
+        edges.select("src", "dst", code.alias("k"), F.col("freq").cast("double").alias("freq"))
+        .filter(F.col("k").isNotNull())
+        .join(s_ix, "src", "left")
+        .join(d_ix, "dst", "left")
+        .select("s", "d", "k", "freq")
     )
-    return rows.toArrow()
+    return nodes, rows.toArrow()
 
 
 def sample_walks(vertices: DataFrame, edges: DataFrame, params: WalkParams) -> DataFrame:
@@ -273,7 +281,7 @@ def sample_walks(vertices: DataFrame, edges: DataFrame, params: WalkParams) -> D
     """
     from jobs.graph.adjacency import build_adjacency
 
-    adj = build_adjacency(_graph_table(vertices, edges), params.eps)
+    adj = build_adjacency(*_graph_table(vertices, edges), params.eps)
     hexes, hashes = topic_hashes(adj.ids.take(adj.topics).to_pylist())
     spark = vertices.sparkSession
     shared = spark.sparkContext.broadcast(WalkGraph(adj, hexes, hashes))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from scipy.stats import chisquare
 
-from jobs.graph.adjacency import KINDS, TOPIC_VERTEX, Csr, build_adjacency, pick
+from jobs.graph.adjacency import KINDS, Csr, build_adjacency, pick
 from jobs.graph.walks import uniform, unit_interval
 
 EPS = 0.01
@@ -74,14 +75,33 @@ def test_csr_merges_parallel_edges_and_keeps_rows_sorted():
     assert np.diff(csr.cum).tolist() == [2.0, 8.0, 2.0, 8.0]  # 0-2: 1 + 3 + 4, both ways
 
 
-def test_build_adjacency_numbers_nodes_in_id_order():
-    table = pa.table({
-        "src": ["t:b", "t:a", "c:x", "t:a", "t:b", "c:lone"],
-        "dst": ["t:a", "c:x", "c:y", None, None, None],
-        "k": pa.array([0, 1, 2, TOPIC_VERTEX, TOPIC_VERTEX, -2], pa.int8()),
-        "freq": [1.0, 2.0, 3.0, None, None, None],
+@pytest.mark.parametrize(
+    ("s", "d", "freq", "match"),
+    [
+        ([0, None], [1, 2], [1.0, 1.0], "not a node"),
+        ([0, 1], [1, 5], [1.0, 1.0], "outside 0..2"),
+        ([0, -1], [1, 2], [1.0, 1.0], "outside 0..2"),
+        ([0, 1], [1, 2], [1.0, -3.0], "finite number > 0"),
+    ],
+)
+def test_build_adjacency_refuses_edges_it_cannot_place(s, d, freq, match):
+    nodes = pa.table({"id": ["a", "b", "c"], "topic": [True, False, False]})
+    edges = pa.table({
+        "s": pa.array(s, pa.int32()), "d": pa.array(d, pa.int32()),
+        "k": pa.array([1, 2], pa.int8()), "freq": freq,
     })  # fmt: skip
-    adj = build_adjacency(table, EPS)
+    with pytest.raises(ValueError, match=match):
+        build_adjacency(nodes, edges, EPS)
+
+
+def test_build_adjacency_keeps_the_numbering_it_is_given():
+    nodes = pa.table({"id": ["c:lone", "c:x", "c:y", "t:a", "t:b"],
+                      "topic": [False, False, False, True, True]})  # fmt: skip
+    edges = pa.table({
+        "s": pa.array([4, 3, 1], pa.int32()), "d": pa.array([3, 1, 2], pa.int32()),
+        "k": pa.array([0, 1, 2], pa.int8()), "freq": [1.0, 2.0, 3.0],
+    })  # fmt: skip
+    adj = build_adjacency(nodes, edges, EPS)
     assert adj.ids.to_pylist() == ["c:lone", "c:x", "c:y", "t:a", "t:b"]
     assert adj.topics.tolist() == [3, 4]
     tt, tc = adj.csr[KINDS[0]], adj.csr[KINDS[1]]

@@ -72,6 +72,47 @@ def test_vertices_and_edges_match_hand_count(doc_concepts):
                             ("freq", "bigint"), ("weight", "double")]  # fmt: skip
 
 
+def test_pair_counts_match_a_brute_force_count_on_random_documents(spark):
+    """Numbered nodes and packed pairs count exactly what a pairwise loop over each
+    document counts: random documents, repeated listings, ids that sort apart from their
+    kinds, and a node numbered past 2^16 paired with one numbered below it."""
+    import itertools
+    import random
+
+    rng = random.Random(5)
+    topics = [f"topic:{i:03d}" for i in range(12)]
+    concepts = [f"concept:{w}" for w in ("Zeta", "alpha", "é-ring", "10", "9", "β", "a b")]
+    rows = []
+    for d in range(80):
+        for t in rng.sample(topics, rng.randint(1, 3)):
+            for c in rng.choices(concepts + [None], k=rng.randint(1, 4)):  # repeats, nulls
+                rows.append((f"d{d}", t, t, c, c))
+    rows.append(("dlast", "topic:zz-last", "z", "concept:alpha", "alpha"))
+    pads = 70_000  # one-node documents: their numbers push topic:zz-last's past 2^16
+    frame = spark.createDataFrame(rows, SCHEMA).unionByName(
+        spark.range(pads).selectExpr(
+            "concat('pad', id) AS doc_id",
+            "concat('topic:pad', lpad(id, 6, '0')) AS topic_id",
+            "'p' AS topic",
+            "CAST(NULL AS string) AS concept_id",
+            "CAST(NULL AS string) AS concept",
+        )
+    )
+    nodes: dict[str, set] = {f"pad{i}": {f"topic:pad{i:06d}"} for i in range(pads)}
+    for doc, t, _, c, _ in rows:
+        nodes.setdefault(doc, set()).update(x for x in (t, c) if x)
+    want: dict = {}
+    for ids in nodes.values():
+        for a, b in itertools.combinations(sorted(ids), 2):
+            kinds = (a.split(":")[0], b.split(":")[0])
+            kind = "topic_concept" if kinds[0] != kinds[1] else f"{kinds[0]}_{kinds[1]}"
+            src, dst = (b, a) if kinds == ("concept", "topic") else (a, b)
+            want[src, dst, kind] = want.get((src, dst, kind), 0) + 1
+    vertices, edges, _ = build_graph(frame, GraphParams())
+    assert _edges(edges) == want
+    assert vertices.count() == len(set().union(*nodes.values())) > 2**16
+
+
 def test_names_default_to_ids_without_name_columns(doc_concepts):
     vertices, _, _ = build_graph(doc_concepts.drop("topic", "concept"), GraphParams())
     assert {r.id: r.name for r in vertices.collect()}["t:a"] == "t:a"

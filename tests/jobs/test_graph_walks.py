@@ -391,7 +391,7 @@ def test_walks_do_not_depend_on_batching(spark):
 
     edges, topics = _random_graph()
     vertices, edge_df = _graph(spark, edges, topics)
-    adj = build_adjacency(_graph_table(vertices, edge_df), 0.01)
+    adj = build_adjacency(*_graph_table(vertices, edge_df), 0.01)
     graph = WalkGraph(adj, *topic_hashes(adj.ids.take(adj.topics).to_pylist()))
     params = WalkParams(seed=4, num_epochs=3, concept_start="random")
     numbers = np.arange(3 * len(topics))
@@ -407,3 +407,10 @@ def test_walks_do_not_depend_on_batching(spark):
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     assert sorted((r.asDict() for r in small), key=by_id) == sorted(whole, key=by_id)
+
+
+def test_an_edge_to_a_node_the_vertices_lack_is_refused(spark):
+    vertices, edge_df = _graph(spark, [("t:a", "c:x", "topic_concept", 2)])
+    stray = spark.createDataFrame([("t:a", "c:gone", "topic_concept", 1, 0.0)], ESCHEMA)
+    with pytest.raises(ValueError, match="not a node"):
+        sample_walks(vertices, edge_df.unionByName(stray), WalkParams())
