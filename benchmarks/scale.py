@@ -9,8 +9,10 @@ the real stages on it, each as its own process, the way the DAG runs them:
    every shard through :class:`SyntheticExtractor`, an engine that writes replies in the
    format the model is asked for (level, subject, 1-5 topics with 5-20 key concepts each,
    names drawn Zipf-distributed from vocabularies that grow toward the paper's ~32K topics
-   and ~200K concepts at 5.2×10^5 documents); 1 % of replies are off-format and 0.5 % fail,
-   so the quarantine path runs too;
+   and ~200K concepts at 5.2×10^5 documents), 15 % of mentions in another spelling of the
+   name (an article, lower case, its initials, a plural: :func:`variants`), which
+   normalisation must fold into the name's node; 1 % of replies are off-format and 0.5 %
+   fail, so the quarantine path runs too;
 4. ``concepts.collect`` → ``graph.build`` → ``combinations`` (Level-1, Level-2, and Level-3
    with every topic × ``combinations.num_epochs`` walks, grounded in two documents each) →
    ``questions.prepare``: the real jobs, local profile, default memory settings.
@@ -61,6 +63,8 @@ STAGES = (
     "combinations",
     "questions.prepare",
 )
+# Share of name mentions the synthetic model writes in another surface form (variants()).
+VARIANT_SHARE = 0.15
 _SYLLABLES = [c + v for c in "bdfgklmnprtvz" for v in "aeiou"]  # 65, all end in a vowel
 _KINDS = ("theorem", "lemma", "identity", "inequality", "method", "rule", "formula", "property")
 _FIELDS = ("algebra", "geometry", "calculus", "probability", "number theory", "combinatorics")
@@ -87,6 +91,63 @@ def coined(index: int, kinds: tuple[str, ...]) -> str:
             break
     stem = "".join(word).capitalize()
     return f"{stem} {kinds[index % len(kinds)]}"
+
+
+def variants(name: str, plural: bool) -> list[str]:
+    """Other ways a model writes ``name``: with "The", in lower case, with its initials in
+    brackets, and (``plural``) with its last word in the plural. Each is one node."""
+    words = name.split()
+    initials = "".join(w[0].upper() for w in words)
+    forms = [f"The {name}", name.lower(), f"{name} ({initials})"]
+    if plural:
+        last = words[-1]
+        last = last[:-1] + "ies" if last.endswith("y") else last + "s"
+        forms.append(" ".join([*words[:-1], last]))
+    return forms
+
+
+def spelled(name: str, rng: np.random.Generator, plural: bool) -> str:
+    """``name`` as one mention writes it: itself, or a :func:`variants` form."""
+    if rng.random() >= VARIANT_SHARE:
+        return name
+    forms = variants(name, plural)
+    return forms[int(rng.integers(len(forms)))]
+
+
+def normalisation_report(docs: int, sample: int = 10_000) -> dict[str, float]:
+    """How the node key folds the vocabulary of ``docs`` documents, its names and variants.
+
+    Up to ``sample`` names of each kind (every k-th index), each with its :func:`variants`.
+    ``split``: names whose spellings got more than one key; ``fused``: keys that distinct
+    names share (both should be 0). ``merge_rate_names``: :func:`merge_rate` over the names
+    alone (0: no two distinct names merge); ``merge_rate_spellings``: over every spelling
+    (1: every variant folds into some other spelling's key).
+    """
+    from jobs.concepts.normalise import merge_rate, node_key
+
+    num_topics, num_concepts = vocabulary_sizes(docs)
+    report = {"names": 0, "spellings": 0, "keys": 0, "split": 0, "fused": 0}
+    names: list[str] = []
+    spellings: list[str] = []
+    for count, kinds, plural in ((num_topics, ("topic",), False), (num_concepts, _KINDS, True)):
+        owners: dict[str, set[int]] = {}
+        for i in range(0, count, max(1, count // sample)):
+            name = coined(i, kinds)
+            forms = [name, *variants(name, plural)]
+            names.append(name)
+            spellings += forms
+            keys = {node_key(f) for f in forms}
+            report["split"] += len(keys) > 1
+            for key in keys:
+                owners.setdefault(key, set()).add(i)
+        report["keys"] += len(owners)
+        report["fused"] += sum(len(o) > 1 for o in owners.values())
+    report["names"], report["spellings"] = len(names), len(set(spellings))
+    return {
+        **report,
+        "merge_rate_names": round(merge_rate(names), 4),
+        "merge_rate_spellings": round(merge_rate(spellings), 4),
+    }
 
 
 class ZipfSampler:
@@ -128,11 +189,13 @@ class SyntheticExtractor:
         if index % 100 == 3:
             return "<level>High School</level>\nI cannot list concepts for this.", "stop"
         topics = list(dict.fromkeys(self.topics.draw(rng, int(rng.integers(1, 6))).tolist()))
+        # One spelling per topic per reply: the list and its heading must name it alike.
+        names = {t: spelled(coined(t, ("topic",)), rng, plural=False) for t in topics}
         lines = [
             f"<level>{_LEVELS[index % len(_LEVELS)]}</level>",
             f"<subject>{_FIELDS[index % len(_FIELDS)].title()}</subject>",
             "<topic>Topics: "
-            + " ".join(f"{i}. {coined(t, ('topic',))}" for i, t in enumerate(topics, 1))
+            + " ".join(f"{i}. {names[t]}" for i, t in enumerate(topics, 1))
             + "</topic>",
             "<key_concept>Key Concepts:",
         ]
@@ -145,8 +208,11 @@ class SyntheticExtractor:
                 (base + self.local.draw(rng, count)) % self.num_concepts,
                 self.concepts.draw(rng, count),
             )
-            lines.append(f"{i}. {coined(topic, ('topic',))}:")
-            lines += [f"{i}.{j} {coined(int(c), _KINDS)}" for j, c in enumerate(ranks, 1)]
+            lines.append(f"{i}. {names[topic]}:")
+            lines += [
+                f"{i}.{j} {spelled(coined(int(c), _KINDS), rng, plural=True)}"
+                for j, c in enumerate(ranks, 1)
+            ]
         lines.append("</key_concept>")
         return "\n".join(lines), "stop"
 
@@ -421,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             root = f"file://{base / f'docs-{docs}'}"
             print(f"== {docs:,} documents: vocabularies {topics:,} topics / {concepts:,} "
                   f"concepts; {root}", flush=True)  # fmt: skip
+            print(f"   normalisation: {json.dumps(normalisation_report(docs))}", flush=True)
             started = time.perf_counter()
             synthesise_documents(root, docs)
             print(f"   synthesised documents in {time.perf_counter() - started:.1f}s", flush=True)

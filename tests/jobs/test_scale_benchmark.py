@@ -57,3 +57,34 @@ def test_replies_parse_into_one_to_five_topics_of_five_to_twenty_concepts(scale)
     assert all(c_max <= 20 for _, c_max, _ in shapes)
     assert min(c_min for _, _, c_min in shapes) >= 3  # 5-20 drawn, a few repeat in a topic
     assert engine.reply("k-doc-0000042") == engine.reply("k-doc-0000042")  # fixed by the id
+
+
+def test_variant_spellings_fold_into_their_names_node_and_nowhere_else(scale):
+    report = scale.normalisation_report(10_000, sample=2_000)
+    assert report["split"] == 0 and report["fused"] == 0
+    assert report["merge_rate_names"] == 0.0 and report["merge_rate_spellings"] == 1.0
+    assert report["spellings"] > 4 * report["names"] == 4 * report["keys"]
+    assert scale.variants("Bada identity", plural=True) == [
+        "The Bada identity", "bada identity", "Bada identity (BI)", "Bada identities",
+    ]  # fmt: skip
+
+
+def test_replies_mention_names_in_their_variant_spellings(scale):
+    engine = scale.SyntheticExtractor(10_000)
+    canonical = {scale.coined(i, scale._KINDS) for i in range(engine.num_concepts)}
+    canonical |= {scale.coined(i, ("topic",)) for i in range(engine.num_topics)}
+    keys = {node_key(n) for n in canonical}
+    mentions = variant = 0
+    for index in range(200):
+        text, finish = engine.reply(f"k-doc-{index:07d}")
+        result = parse_concepts(text, EXAMPLE_KEYS) if finish != "error" else None
+        if result is None or result.status != "ok":
+            continue
+        for row in concept_rows(f"doc-{index}", result):
+            for raw, node in ((row["topic"], row["topic_id"]), (row["concept"], row["concept_id"])):
+                if raw is None:
+                    continue
+                mentions += 1
+                variant += raw not in canonical
+                assert node.split(":", 1)[1] in keys  # every spelling is a name's node
+    assert 0.08 < variant / mentions < 0.2  # VARIANT_SHARE = 0.15
