@@ -30,7 +30,7 @@ def graph_params(ctx: JobContext):
 
 def run(ctx: JobContext) -> StageStats:
     """Read doc_concepts → vertices and edges → statistics → commit ``graph``."""
-    from jobs.graph.cooccurrence import build_graph, graph_stats
+    from jobs.graph.cooccurrence import build_graph, graph_stats, spanning_edges
     from jobs.spark import build_session, job_checkpoints, require_graphframes
 
     storage = Storage(ctx.cfg.storage)
@@ -43,9 +43,13 @@ def run(ctx: JobContext) -> StageStats:
     # components' own checkpoints land in the same folder and go with it.
     with job_checkpoints(spark, ctx.cfg, f"{STAGE}-{ctx.snapshot}-{ctx.attempt}"):
         doc_concepts = spark.read.parquet(to_spark_uri(source))
-        vertices, edges, pruned = build_graph(doc_concepts, graph_params(ctx))
+        params = graph_params(ctx)
+        vertices, edges, pruned = build_graph(doc_concepts, params)
         vertices, edges = vertices.checkpoint(eager=True), edges.checkpoint(eager=True)
-        stats = graph_stats(vertices, edges)
+        # Components from one link per document node instead of one per pair: the same
+        # components unless a degree cap removed edges.
+        links = spanning_edges(doc_concepts, vertices) if params.max_degree is None else None
+        stats = graph_stats(vertices, edges, links)
         stats["pruned"] = pruned
         kept = sum(stats["vertices"].values())
         dropped = int(pruned.get("vertices_below_min_doc_freq", 0))

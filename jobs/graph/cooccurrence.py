@@ -94,7 +94,10 @@ def number_nodes(nodes: DataFrame) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    return nodes.withColumn("n", F.row_number().over(Window.orderBy("id")).cast("long") - 1)
+    # partitionBy(lit(0)): the single partition said outright, which Spark then does not
+    # warn about on every call.
+    order = Window.partitionBy(F.lit(0)).orderBy("id")
+    return nodes.withColumn("n", F.row_number().over(order).cast("long") - 1)
 
 
 def _pair_counts(doc_nums: DataFrame) -> DataFrame:
@@ -218,6 +221,25 @@ def build_graph(doc_concepts: DataFrame, params: GraphParams) -> tuple[DataFrame
     return vertices, edges.select("src", "dst", "kind", "freq", "weight"), pruned
 
 
+def spanning_edges(doc_concepts: DataFrame, vertices: DataFrame) -> DataFrame:
+    """``(src, dst)`` edges with the same connected components as the uncapped graph.
+
+    Every document links all its nodes, so the chain of its sorted node ids (kept vertices
+    only, as ``min_doc_freq`` leaves them) connects exactly what its clique connects, with
+    one edge fewer than its nodes instead of one per pair. Not for a ``max_degree`` graph,
+    whose cap removes clique edges. Checkpointed (the session's checkpoint dir): every round
+    of the components would otherwise plan it from ``doc_concepts`` again.
+    """
+    from pyspark.sql import functions as F
+
+    nodes = _doc_nodes(doc_concepts).select("doc_id", "id")
+    nodes = nodes.join(vertices.select("id"), "id", "left_semi")
+    per_doc = nodes.groupBy("doc_id").agg(F.array_sort(F.collect_set("id")).alias("ids"))
+    links = F.expr("arrays_zip(slice(ids, 1, size(ids) - 1), slice(ids, 2, size(ids) - 1))")
+    pairs = per_doc.select(F.explode(links).alias("e"))
+    return pairs.select(F.col("e")["0"].alias("src"), F.col("e")["1"].alias("dst")).checkpoint()
+
+
 def _degree_summary(vertices: DataFrame, edges: DataFrame) -> dict:
     from pyspark.sql import functions as F
 
@@ -256,13 +278,13 @@ def _degree_summary(vertices: DataFrame, edges: DataFrame) -> dict:
     }
 
 
-def _components(vertices: DataFrame, edges: DataFrame, num_vertices: int) -> dict:
+def _components(vertices: DataFrame, links: DataFrame, num_vertices: int) -> dict:
     from graphframes import GraphFrame
     from pyspark.sql import functions as F
 
     if num_vertices == 0:
         return {"count": 0, "largest_size": 0, "largest_share": 0.0, "largest_sizes": []}
-    graph = GraphFrame(vertices.select("id"), edges.select("src", "dst"))
+    graph = GraphFrame(vertices.select("id"), links.select("src", "dst"))
     # Named explicitly: "graphframes", the default, is a deprecated alias of "two_phase";
     # -1 leaves skewed joins to AQE, which GraphFrames 0.11 recommends as much faster.
     cc = graph.connectedComponents(algorithm="two_phase", broadcastThreshold=-1)
@@ -277,7 +299,7 @@ def _components(vertices: DataFrame, edges: DataFrame, num_vertices: int) -> dic
     }
 
 
-def graph_stats(vertices: DataFrame, edges: DataFrame) -> dict:
+def graph_stats(vertices: DataFrame, edges: DataFrame, links: DataFrame | None = None) -> dict:
     """JSON-ready summary of a graph from :func:`build_graph` (plain ints and floats).
 
     ``{"vertices": {kind: n}, "edges": {kind: n}, "degree": {min, max, mean, p50, p90, p99,
@@ -285,8 +307,11 @@ def graph_stats(vertices: DataFrame, edges: DataFrame) -> dict:
     counts edges of every kind, undirected; isolated vertices have degree 0 and fall in the
     histogram bucket ``lo=0``; other buckets are ``[2^k, 2^(k+1))`` as ``[lo, count]``.
     Percentiles are exact (interpolated). Components come from GraphFrames'
-    ``connectedComponents`` (needs the session's checkpoint dir); ``largest_sizes`` is the top
-    five sizes. An empty graph gives zeros throughout.
+    ``connectedComponents`` (needs the session's checkpoint dir) over ``links`` when given
+    (edges with the same components, e.g. :func:`spanning_edges`), else over ``edges``;
+    ``largest_sizes`` is the top five sizes. An empty graph gives zeros throughout. Pass
+    checkpointed tables, as the job does: each round of the components plans its inputs
+    again, and a long plan (``build_graph``'s) fills the driver's heap with plan strings.
     """
     by_kind = {r["kind"]: int(r["count"]) for r in vertices.groupBy("kind").count().collect()}
     edge_kinds = {r["kind"]: int(r["count"]) for r in edges.groupBy("kind").count().collect()}
@@ -295,5 +320,5 @@ def graph_stats(vertices: DataFrame, edges: DataFrame) -> dict:
         "vertices": {k: by_kind.get(k, 0) for k in NODE_KINDS},
         "edges": {k: edge_kinds.get(k, 0) for k in EDGE_KINDS},
         "degree": _degree_summary(vertices, edges),
-        "components": _components(vertices, edges, num_vertices),
+        "components": _components(vertices, edges if links is None else links, num_vertices),
     }

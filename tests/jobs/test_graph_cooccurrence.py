@@ -233,6 +233,35 @@ def test_graph_stats_counts_isolated_vertices_and_components(spark):
                                    "largest_sizes": [3, 2, 1]}  # fmt: skip
 
 
+@pytest.mark.parametrize("min_doc_freq", [1, 2])
+def test_spanning_edges_give_the_components_of_the_whole_graph(spark, min_doc_freq):
+    """Documents over four disjoint groups of nodes, some bridged, some nodes in one
+    document only (pruned at min_doc_freq 2, which can split a group): a chain per document
+    connects exactly what its clique connects."""
+    import random
+    from collections import Counter
+
+    from jobs.graph.cooccurrence import spanning_edges
+
+    rng = random.Random(11)
+    groups = [[f"c:{g}{i}" for i in range(6)] for g in "pqrs"]
+    rows = []
+    for d in range(40):
+        group = groups[d % 3]  # group s only through the bridges below
+        for c in rng.sample(group, rng.randint(1, 3)):
+            rows.append((f"d{d}", f"t:{d % 3}", "t", c, c))
+    rows += [("b1", "t:0", "t", "c:s0", "s"), ("b2", "t:9", "t", "c:s1", "s")]
+    frame = spark.createDataFrame(rows, SCHEMA)
+    vertices, edges, _ = build_graph(frame, GraphParams(min_doc_freq=min_doc_freq))
+    vertices, edges = vertices.checkpoint(), edges.checkpoint()  # as the job does
+    links = spanning_edges(frame, vertices)
+    per_doc = Counter(d for d, _ in {(r[0], x) for r in rows for x in (r[1], r[3])})
+    assert links.count() == sum(n - 1 for n in per_doc.values()) if min_doc_freq == 1 else True
+    whole = graph_stats(vertices, edges)["components"]
+    assert whole["count"] >= 2  # t:9's document and the rest, at least
+    assert graph_stats(vertices, edges, links)["components"] == whole
+
+
 def test_graph_stats_on_an_empty_graph(spark):
     vertices = spark.createDataFrame([], "id string, name string, kind string, doc_freq long")
     edges = spark.createDataFrame(
