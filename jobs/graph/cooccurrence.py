@@ -94,10 +94,8 @@ def number_nodes(nodes: DataFrame) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    # partitionBy(lit(0)): the single partition said outright, which Spark then does not
-    # warn about on every call.
-    order = Window.partitionBy(F.lit(0)).orderBy("id")
-    return nodes.withColumn("n", F.row_number().over(order).cast("long") - 1)
+    # Spark warns that this window moves all rows to one partition: meant, see above.
+    return nodes.withColumn("n", F.row_number().over(Window.orderBy("id")).cast("long") - 1)
 
 
 def _pair_counts(doc_nums: DataFrame) -> DataFrame:
