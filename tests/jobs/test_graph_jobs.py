@@ -224,7 +224,7 @@ def test_jobs_checkpoint_reliably_into_a_folder_they_remove(
         assert os.path.dirname(os.path.dirname(folder)) == str(root)
         folders.setdefault(os.path.basename(os.path.dirname(folder)), []).append(num_files)
     assert {k: len(v) for k, v in folders.items()} == {
-        f"graph-{SNAP}-1": 2,  # vertices, edges
+        f"graph-{SNAP}-1": 3,  # vertices, edges, the components' links
         f"combinations-{SNAP}-1": 3,  # walks, Level-3, all combinations
     }
     assert all(n > 0 for counts in folders.values() for n in counts)  # written during the run
