@@ -87,6 +87,14 @@ def _doc_nodes(doc_concepts: DataFrame) -> DataFrame:
     return side("topic_id", "topic", "topic").unionByName(side("concept_id", "concept", "concept"))
 
 
+def node_kind():
+    """The aggregate that gives a node its one kind from its rows' kinds: a topic anywhere is
+    a topic ("topic" > "concept"; ids carry their kind's prefix, so they rarely differ)."""
+    from pyspark.sql import functions as F
+
+    return F.max("kind").alias("kind")
+
+
 def number_nodes(nodes: DataFrame) -> DataFrame:
     """``nodes`` (one row per distinct ``id``) plus ``n``: 0.. in id order (byte order, as
     Spark sorts strings), the same numbers for the same ids however the input is split.
@@ -172,7 +180,7 @@ def build_graph(doc_concepts: DataFrame, params: GraphParams) -> tuple[DataFrame
 
     nodes = _doc_nodes(doc_concepts)
     vertices = nodes.groupBy("id").agg(
-        F.max("kind").alias("kind"),  # "topic" > "concept": a topic anywhere is a topic
+        node_kind(),
         F.min("name").alias("name"),
         F.countDistinct("doc_id").alias("doc_freq"),
     )
