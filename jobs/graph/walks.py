@@ -247,14 +247,11 @@ def _graph_table(vertices: DataFrame, edges: DataFrame) -> tuple[pa.Table, pa.Ta
     Spark numbers the vertices and puts the numbers on the edges, so the driver receives
     ~14 bytes per edge and each id once, not two strings per edge.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from jobs.graph.cooccurrence import node_kind, number_nodes
 
-    # Persisted: both collects below read the numbering, which is one single-partition sort.
     numbered = number_nodes(vertices.groupBy("id").agg(node_kind()))
-    numbered = numbered.persist(StorageLevel.MEMORY_AND_DISK)
     nodes = numbered.select("id", (F.col("kind") == "topic").alias("topic"), "n").toArrow()
     nodes = nodes.sort_by("n").select(["id", "topic"])
     code = F.lit(None).cast("byte")
@@ -270,7 +267,6 @@ def _graph_table(vertices: DataFrame, edges: DataFrame) -> tuple[pa.Table, pa.Ta
         .join(d_ix, "dst", "left")
         .select("s", "d", "k", "freq")
     ).toArrow()
-    numbered.unpersist()
     return nodes, rows
 
 
