@@ -86,3 +86,9 @@ load_images() {
 }
 
 load_images "$@"
+# Every pod's sandbox runs the pause image, and containerd 1.6.20 does not pin it: should
+# anything have removed it from the node, it goes back in with the images loaded now.
+if ! containerd_has "$PAUSE_IMAGE"; then
+  log "containerd lacks the sandbox image $PAUSE_IMAGE: loading it again"
+  load_images "$PAUSE_IMAGE" 3>/dev/null
+fi

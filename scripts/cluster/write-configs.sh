@@ -102,18 +102,20 @@ resolvConf: /etc/resolv.conf
 podLogsDir: $POD_LOG_DIR
 volumePluginDir: $KUBELET_ROOT/volume-plugins
 maxPods: 110
-# Absolute, small: under disk pressure the kubelet deletes every unused image, the pause
-# image included, and nothing can pull them back; the machine's disk is shared and its free
-# space moves by gigabytes, so a percentage of it (2% = 5 GB here) was crossed mid-run.
+# No disk signals ("0%" drops a signal; unlisted ones stay off): under disk pressure the
+# kubelet deletes every unused image, and containerd 1.6.20 does not pin the pause image, so
+# the node could then start no pod at all: nothing can pull an image back here. The disk is
+# shared and its free space moves by gigabytes; it was seen under 1 GiB for a few seconds
+# mid-run, and the node lost every image. A really full disk fails the writes themselves.
 evictionHard:
   memory.available: 200Mi
-  nodefs.available: 1Gi
-  nodefs.inodesFree: 1%
-  imagefs.available: 1Gi
-  imagefs.inodesFree: 1%
-# The disk is shared and its free space moves: once space is back, pods schedule within 30 s
-# instead of the default 5 minutes.
+  nodefs.available: "0%"
+  nodefs.inodesFree: "0%"
+  imagefs.available: "0%"
+  imagefs.inodesFree: "0%"
+# Memory pressure only: once memory is back, pods schedule within 30 s instead of 5 minutes.
 evictionPressureTransitionPeriod: 30s
+# 100 with no maximum age turns image GC off (images cannot be pulled back once collected).
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
