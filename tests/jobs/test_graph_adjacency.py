@@ -75,6 +75,26 @@ def test_csr_merges_parallel_edges_and_keeps_rows_sorted():
     assert np.diff(csr.cum).tolist() == [2.0, 8.0, 2.0, 8.0]  # 0-2: 1 + 3 + 4, both ways
 
 
+@pytest.mark.parametrize("both", [False, True])
+def test_csr_rows_equal_a_plain_dict_of_summed_weights(both):
+    rng = np.random.default_rng(5)
+    n, m = 40, 3_000  # ~1.9 entries per (src, dst): many parallel edges
+    src = rng.integers(0, n, m).astype(np.int32)
+    dst = rng.integers(0, n, m).astype(np.int32)
+    weight = rng.integers(1, 9, m) + EPS
+    expected: dict[int, dict[int, float]] = {}
+    for a, b, w in zip(src.tolist(), dst.tolist(), weight.tolist(), strict=True):
+        for x, y in [(a, b), (b, a)] if both else [(a, b)]:
+            expected.setdefault(x, {})[y] = expected.get(x, {}).get(y, 0.0) + w
+    csr = Csr.from_edges(src, dst, weight, num_nodes=n, both=both)
+    assert csr.nbr.dtype == np.int32 and csr.indptr.dtype == np.int64
+    for row in range(n):
+        lo, hi = csr.indptr[row], csr.indptr[row + 1]
+        want = sorted(expected.get(row, {}).items())
+        assert csr.nbr[lo:hi].tolist() == [y for y, _ in want]
+        assert np.diff(csr.cum[lo : hi + 1]) == pytest.approx([w for _, w in want], abs=1e-9)
+
+
 @pytest.mark.parametrize(
     ("s", "d", "freq", "match"),
     [
