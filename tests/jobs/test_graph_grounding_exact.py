@@ -6,9 +6,31 @@ import random
 
 import pytest
 
-from jobs.graph.grounding import candidate_pairs, reference_docs
+from jobs.graph.grounding import candidate_pairs, first_set_bits, reference_docs
 
 SEEDS = (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_first_set_bits_are_the_lowest_common_positions_across_windows(k):
+    import numpy as np
+
+    rng = np.random.default_rng(k)
+    rows, positions = 4, 64 * 700  # 700 words: windows of 64, 128, 256, then the rest
+    sets = [
+        set(rng.choice(positions, size, replace=False).tolist()) for size in (9000, 9000, 40, 3)
+    ]
+    sets[2] |= {44_000, 44_799}  # a common bit in the last window only
+    sets[0] |= {44_000, 44_799}
+    sets[1] |= {44_000, 44_799}
+    bitmaps = np.zeros((rows, positions // 64), dtype=np.uint64)
+    for r, members in enumerate(sets):
+        for pos in members:
+            bitmaps[r, pos // 64] |= np.uint64(1) << np.uint64(pos % 64)
+    for chosen in ([0], [0, 1], [0, 1, 2], [2, 3], [3]):
+        common = set.intersection(*(sets[r] for r in chosen))
+        assert first_set_bits(bitmaps, chosen, k) == sorted(common)[:k], chosen
+    assert first_set_bits(np.zeros((1, 0), dtype=np.uint64), [0], k) == []
 
 
 def _graph(seed: int) -> tuple[dict, list]:
