@@ -66,7 +66,7 @@ class Csr:
         np.cumsum(weight, out=cum[1:])
         del weight
         key %= num_nodes
-        return cls(indptr.astype(np.int64), key.astype(np.int32), cum)
+        return cls(indptr.astype(np.int64, copy=False), key.astype(np.int32), cum)
 
     def find(self, cur: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         """Entry positions of ``nodes[i, j]`` in row ``cur[i]``, -1 where absent (or -1)."""

@@ -162,10 +162,11 @@ def candidate_pairs(
     )
     walk_patterns = _walk_patterns(walk_hubs)
     via_hubs = walk_patterns.join(
-        _pattern_tops(doc_hubs.join(docs.select("doc_id", "d_size"), "doc_id"), walk_patterns,
-                      num_refs),
+        _pattern_tops(
+            doc_hubs.join(docs.select("doc_id", "d_size"), "doc_id"), walk_patterns, num_refs
+        ),
         "pattern",
-    ).select("walk_id", "doc_id", F.lit(0).cast("long").alias("i_indexed"))  # fmt: skip
+    ).select("walk_id", "doc_id", F.lit(0).cast("long").alias("i_indexed"))
     pairs = (
         indexed.unionByName(via_hubs)
         .groupBy("walk_id", "doc_id")
@@ -214,24 +215,25 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
     """``(pattern, doc_id)``: per walk pattern, the ``num_refs`` smallest documents holding it.
 
     ``doc_hubs``: ``(doc_id, d_hubs, d_size)``, ``d_hubs`` the walks' hubs the document holds.
-    Runs one job at call time: the ranked documents' hubs, collected for the bitmaps.
+    Runs one job at call time: the documents in rank order with their hubs, collected for
+    the bitmaps and the ids.
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
 
     spark = doc_hubs.sparkSession
-    ranked = doc_hubs.withColumn(
-        "rank", F.row_number().over(Window.orderBy("d_size", "doc_id")) - 1
-    ).select("rank", "doc_id", "d_hubs")
-    bits = ranked.select("rank", F.explode("d_hubs").alias("hub")).toArrow()
-    names = pc.unique(bits["hub"]).sort()
+    # One row per document in (d_size, doc_id) order: its position is its rank, so the ids
+    # travel with the bitmaps and nothing is ranked or joined a second time.
+    table = doc_hubs.orderBy("d_size", "doc_id").select("doc_id", "d_hubs").toArrow()
+    doc_ids = table["doc_id"].combine_chunks()
+    lists = table["d_hubs"].combine_chunks()
+    hubs = pc.list_flatten(lists)
+    names = pc.unique(hubs).sort()
     hub_of = {name: i for i, name in enumerate(names.to_pylist())}
-    rank = bits["rank"].to_numpy().astype(np.int64)
-    hub = pc.index_in(bits["hub"], value_set=names).to_numpy().astype(np.int64)
-    width = int(rank.max()) // 64 + 1 if rank.size else 1
+    rank = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
+    hub = pc.index_in(hubs, value_set=names).to_numpy().astype(np.int64)
+    width = max(1, -(-len(doc_ids) // 64))
     bitmaps = np.zeros(len(hub_of) * width, dtype=np.uint64)
     # (hub, rank) pairs are distinct, so adding the bits of one word ORs them.
     np.add.at(
@@ -241,31 +243,29 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
     )
     log.info(
         "grounding: %d hubs over %d ranked documents, %.1f MB of bitmaps broadcast",
-        len(hub_of), width * 64, bitmaps.nbytes / 2**20,
+        len(hub_of), len(doc_ids), bitmaps.nbytes / 2**20,
     )  # fmt: skip
-    shared = spark.sparkContext.broadcast((hub_of, bitmaps.reshape(len(hub_of), width)))
-    del bits, rank, hub, bitmaps
+    shared = spark.sparkContext.broadcast((hub_of, bitmaps.reshape(len(hub_of), width), doc_ids))
+    del table, lists, hubs, rank, hub, bitmaps
 
     def run(batches):
-        hub_of, bitmaps = shared.value
+        hub_of, bitmaps, doc_ids = shared.value
         for batch in batches:
-            patterns = batch.column(0).to_pylist()
             out_p, out_r = [], []
-            for p in patterns:
+            for p in batch.column(0).to_pylist():
                 found = first_set_bits(bitmaps, [hub_of[h] for h in p], num_refs)
                 out_p += [p] * len(found)
                 out_r += found
             yield pa.RecordBatch.from_arrays(
-                [pa.array(out_p, pa.list_(pa.string())), pa.array(out_r, pa.int32())],
-                names=["pattern", "rank"],
+                [pa.array(out_p, pa.list_(pa.string())), doc_ids.take(pa.array(out_r, pa.int64()))],
+                names=["pattern", "doc_id"],
             )
 
-    tops = (
+    return (
         walk_patterns.select("pattern")
         .distinct()
-        .mapInArrow(run, "pattern array<string>, rank int")
+        .mapInArrow(run, "pattern array<string>, doc_id string")
     )
-    return tops.join(ranked.select("rank", "doc_id"), "rank").select("pattern", "doc_id")
 
 
 def first_set_bits(bitmaps, rows: list[int], k: int) -> list[int]:
