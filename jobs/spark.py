@@ -1,4 +1,5 @@
-"""The one SparkSession builder: jars, s3a settings, checkpoint dir, local IP.
+"""The one SparkSession builder: jars, s3a settings, checkpoint dir, local IP; and the scope
+that releases what a job persisted or broadcast (:func:`held`).
 
 This is the only module that imports pyspark at module level; jobs import it lazily.
 
@@ -19,16 +20,23 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark import StorageLevel
+from pyspark.broadcast import Broadcast
+from pyspark.sql import DataFrame, SparkSession
 
 from jobs.config import REPO_ROOT, PipelineConfig
 from jobs.errors import PermanentError
 
 log = logging.getLogger(__name__)
+
+# The releases of the innermost open held() scope, newest last; None outside any.
+_HELD: ContextVar[list[Callable[[], Any]] | None] = ContextVar("synthllm_held", default=None)
 
 
 def jar_paths(jars_dir: str) -> list[str]:
@@ -86,6 +94,53 @@ def checkpoint_root(cfg: PipelineConfig) -> str:
 
 
 @contextmanager
+def held() -> Iterator[None]:
+    """Frames :func:`persisted` and values :func:`broadcast` inside are released on the way out.
+
+    The graph functions return lazy frames that lean on a persisted table or a broadcast; the
+    caller materialises them inside this scope (a checkpoint, a write), and the scope then
+    unpersists and destroys what they held, newest first, failed or not. Without it a
+    long-lived session (the tests', a notebook's, a harness running stage after stage) keeps
+    every one of them in the driver's heap until a broadcast join runs out of memory.
+    :func:`job_checkpoints` opens one for each job.
+    """
+    token = _HELD.set([])
+    try:
+        yield
+    finally:
+        releases = _HELD.get() or []
+        _HELD.reset(token)
+        for release in reversed(releases):
+            try:
+                release()
+            except Exception as exc:  # a stopped context: nothing is left to free
+                log.warning("spark: could not release %s: %s", release, exc)
+
+
+def _hold(what: str) -> list[Callable[[], Any]]:
+    releases = _HELD.get()
+    if releases is None:
+        raise RuntimeError(f"{what} outside jobs.spark.held(): nothing would ever release it")
+    return releases
+
+
+def persisted(df: DataFrame) -> DataFrame:
+    """``df`` persisted in memory and on disk until the enclosing :func:`held` scope ends."""
+    releases = _hold("a persisted frame")
+    out = df.persist(StorageLevel.MEMORY_AND_DISK)
+    releases.append(out.unpersist)
+    return out
+
+
+def broadcast(spark: SparkSession, value: Any) -> Broadcast:
+    """``value`` broadcast until the enclosing :func:`held` scope ends, then destroyed."""
+    releases = _hold("a broadcast")
+    shared = spark.sparkContext.broadcast(value)
+    releases.append(lambda: shared.destroy(blocking=True))
+    return shared
+
+
+@contextmanager
 def job_checkpoints(spark: SparkSession, cfg: PipelineConfig, name: str) -> Iterator[str]:
     """Reliable checkpoints of one job go to ``{checkpoint_root}/{name}``, removed after.
 
@@ -95,14 +150,16 @@ def job_checkpoints(spark: SparkSession, cfg: PipelineConfig, name: str) -> Iter
     kubernetes profile's ``s3a://`` prefix). Each job gets a folder of its own, named by the
     caller (``{stage}-{snapshot}-{attempt}``), deleted on the way out, failed or not; only a
     killed driver leaves one behind, which nothing reads again. The session's dir is set back
-    to the root afterwards, as :func:`build_session` left it.
+    to the root afterwards, as :func:`build_session` left it. The job runs inside
+    :func:`held`: what it persisted or broadcast is released as it ends.
     """
     root = checkpoint_root(cfg)
     folder = f"{root.rstrip('/')}/{re.sub(r'[^A-Za-z0-9._-]', '_', name)}"
     sc = spark.sparkContext
     sc.setCheckpointDir(folder)
     try:
-        yield folder
+        with held():
+            yield folder
     finally:
         path = sc._jvm.org.apache.hadoop.fs.Path(folder)
         path.getFileSystem(sc._jsc.hadoopConfiguration()).delete(path, True)

@@ -82,6 +82,19 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(autouse=True)
+def _spark_held(request):
+    """A test on the session's Spark runs inside ``jobs.spark.held``, as a job does: what it
+    persisted or broadcast is freed when it ends, not kept for the rest of the session."""
+    if "spark" not in request.fixturenames:
+        yield
+        return
+    from jobs.spark import held
+
+    with held():
+        yield
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's standalone S3 server on loopback; yields its endpoint URL."""

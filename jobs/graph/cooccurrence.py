@@ -173,10 +173,13 @@ def build_graph(doc_concepts: DataFrame, params: GraphParams) -> tuple[DataFrame
     that edge (keeping only edges both ends rank within k cuts it and strands the leaf). The
     price: k bounds the edges each node chooses, not its degree; a hub keeps its own k plus
     every edge a neighbour chose, at most k * nodes edges of a kind in all. When the cap is
-    set the ranked edge table is persisted, because it is both counted and returned.
+    set the ranked edge table is persisted, because it is both counted and returned. Call it
+    inside :func:`jobs.spark.held` and materialise the results there: the scope's end frees
+    the persisted numbering and ranking.
     """
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
+
+    from jobs.spark import persisted
 
     nodes = _doc_nodes(doc_concepts)
     vertices = nodes.groupBy("id").agg(
@@ -189,7 +192,7 @@ def build_graph(doc_concepts: DataFrame, params: GraphParams) -> tuple[DataFrame
         below = F.col("doc_freq") < params.min_doc_freq
         pruned["vertices_below_min_doc_freq"] = vertices.filter(below).count()
         vertices = vertices.filter(~below)
-    numbered = number_nodes(vertices).persist(StorageLevel.MEMORY_AND_DISK)
+    numbered = persisted(number_nodes(vertices))
     if (top := numbered.agg(F.max("n")).first()[0]) is not None and top >= 2**_PAIR_BITS:
         raise ValueError(f"{top + 1} graph nodes: more than {_PAIR_BITS}-bit numbers hold")
     index = F.broadcast(numbered.select("id", "n"))
@@ -215,8 +218,7 @@ def build_graph(doc_concepts: DataFrame, params: GraphParams) -> tuple[DataFrame
         "freq",
     )
     if params.max_degree is not None:
-        ranked = _cap_degree(edges, params.max_degree, params.seed)
-        ranked = ranked.persist(StorageLevel.MEMORY_AND_DISK)
+        ranked = persisted(_cap_degree(edges, params.max_degree, params.seed))
         over = F.col("best_rank") > params.max_degree
         pruned["edges_over_max_degree"] = ranked.filter(over).count()
         edges = ranked.filter(~over).drop("best_rank")
@@ -288,15 +290,28 @@ def _components(vertices: DataFrame, links: DataFrame, num_vertices: int) -> dic
     from graphframes import GraphFrame
     from pyspark.sql import functions as F
 
+    from jobs.spark import persisted
+
     if num_vertices == 0:
         return {"count": 0, "largest_size": 0, "largest_share": 0.0, "largest_sizes": []}
-    graph = GraphFrame(vertices.select("id"), links.select("src", "dst"))
+    # Numbered ids: GraphFrames indexes string ids into a table it persists and never frees;
+    # integral ones it takes as they are.
+    numbered = persisted(number_nodes(vertices.select("id")))
+    index = F.broadcast(numbered)
+    nums = links.join(index.toDF("src", "s"), "src").join(index.toDF("dst", "d"), "dst")
+    graph = GraphFrame(
+        numbered.select(F.col("n").alias("id")),
+        nums.select(F.col("s").alias("src"), F.col("d").alias("dst")),
+    )
     # Named explicitly: "graphframes", the default, is a deprecated alias of "two_phase";
     # -1 leaves skewed joins to AQE, which GraphFrames 0.11 recommends as much faster.
     cc = graph.connectedComponents(algorithm="two_phase", broadcastThreshold=-1)
-    sizes = cc.groupBy("component").agg(F.count(F.lit(1)).alias("size"))
-    count = sizes.count()
-    top = [int(r["size"]) for r in sizes.orderBy(F.col("size").desc()).limit(5).collect()]
+    try:  # the result comes back persisted
+        sizes = cc.groupBy("component").agg(F.count(F.lit(1)).alias("size"))
+        count = sizes.count()
+        top = [int(r["size"]) for r in sizes.orderBy(F.col("size").desc()).limit(5).collect()]
+    finally:
+        cc.unpersist()
     return {
         "count": int(count),
         "largest_size": top[0],

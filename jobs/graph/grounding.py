@@ -87,7 +87,8 @@ def reference_docs(
     walk: Jaccard ``|W ∩ D| / |W ∪ D|`` descending, ties by ``doc_id`` ascending; a walk that
     shares no node with any document gets two empty arrays. ``num_hub_docs`` only moves work
     between the index join and the hub patterns (module docstring); the result is the same.
-    Runs one job at call time (the hubs' bitmaps, :func:`_pattern_tops`).
+    Runs one job at call time (the hubs' bitmaps, :func:`_pattern_tops`), whose broadcast
+    lives until the enclosing :func:`jobs.spark.held` scope ends: evaluate the result in it.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -216,11 +217,14 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
 
     ``doc_hubs``: ``(doc_id, d_hubs, d_size)``, ``d_hubs`` the walks' hubs the document holds.
     Runs one job at call time: the documents in rank order with their hubs, collected for
-    the bitmaps and the ids.
+    the bitmaps and the ids, which are broadcast until the enclosing
+    :func:`jobs.spark.held` scope ends.
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from jobs.spark import broadcast
 
     spark = doc_hubs.sparkSession
     # One row per document in (d_size, doc_id) order: its position is its rank, so the ids
@@ -245,7 +249,7 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
         "grounding: %d hubs over %d ranked documents, %.1f MB of bitmaps broadcast",
         len(hub_of), len(doc_ids), bitmaps.nbytes / 2**20,
     )  # fmt: skip
-    shared = spark.sparkContext.broadcast((hub_of, bitmaps.reshape(len(hub_of), width), doc_ids))
+    shared = broadcast(spark, (hub_of, bitmaps.reshape(len(hub_of), width), doc_ids))
     del table, lists, hubs, rank, hub, bitmaps
 
     def run(batches):

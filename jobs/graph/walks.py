@@ -277,14 +277,16 @@ def sample_walks(vertices: DataFrame, edges: DataFrame, params: WalkParams) -> D
     ``topics`` (visit order, start first), ``concepts`` (visit order), ``end_reason``.
     Runs one Spark job here (the graph collected to the driver, which holds its CSR); the
     returned DataFrame runs the walks, a ``mapInArrow`` over the walk numbers with the CSR
-    broadcast, when it is evaluated.
+    broadcast, when it is evaluated: evaluate it inside the :func:`jobs.spark.held` scope that
+    was open when it was made (its end destroys the broadcast).
     """
     from jobs.graph.adjacency import build_adjacency
+    from jobs.spark import broadcast
 
     adj = build_adjacency(*_graph_table(vertices, edges), params.eps)
     hexes, hashes = topic_hashes(adj.ids.take(adj.topics).to_pylist())
     spark = vertices.sparkSession
-    shared = spark.sparkContext.broadcast(WalkGraph(adj, hexes, hashes))
+    shared = broadcast(spark, WalkGraph(adj, hexes, hashes))
     num_walks = len(adj.topics) * params.num_epochs
     # Any split gives the same walks; one partition per core keeps both busy.
     parts = max(1, min(spark.sparkContext.defaultParallelism, num_walks))

@@ -144,6 +144,27 @@ def test_combinations_cover_all_levels_and_balance(spark, cfg):
     assert "walk_id" in raw
 
 
+def test_jobs_free_what_they_persisted_and_broadcast(spark, cfg, monkeypatch):
+    # One long-lived session runs job after job (these tests, a notebook, the scale harness):
+    # a table or broadcast a job keeps fills the driver's heap some jobs later.
+    from pyspark import SparkContext
+
+    made = []
+    real = SparkContext.broadcast
+
+    def recorded(self, value):
+        made.append(real(self, value))
+        return made[-1]
+
+    monkeypatch.setattr(SparkContext, "broadcast", recorded)
+    persistent = spark.sparkContext._jsc.getPersistentRDDs
+    before = set(persistent().keys())
+    build.run(make_ctx(cfg))
+    combinations.run(make_ctx(cfg))
+    assert set(persistent().keys()) == before
+    assert made and not any(b._jbroadcast.isValid() for b in made)
+
+
 def test_level1_takes_fine_scores_first_in_the_order_of_select_documents(spark):
     import pandas as pd
 

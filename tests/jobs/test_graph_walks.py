@@ -47,8 +47,11 @@ def _graph(spark, edges, extra_topics=()):
 
 
 def _walks(spark, edges, extra_topics=(), **params):
+    from jobs.spark import held
+
     vertices, edge_df = _graph(spark, edges, extra_topics)
-    return sample_walks(vertices, edge_df, WalkParams(**params)).collect()
+    with held():  # its own: the module's fixtures call it before a test's scope opens
+        return sample_walks(vertices, edge_df, WalkParams(**params)).collect()
 
 
 def _first_steps(walks):

@@ -1,7 +1,16 @@
 """The SparkSession builder with the real jars: s3a against a loopback S3 API, GraphFrames."""
 
+import pytest
+
 from jobs.config import load_config
-from jobs.spark import has_graphframes_jar, jar_paths, require_graphframes
+from jobs.spark import (
+    broadcast,
+    has_graphframes_jar,
+    held,
+    jar_paths,
+    persisted,
+    require_graphframes,
+)
 
 
 def test_builder_adds_jars(spark):
@@ -60,3 +69,45 @@ def test_graphframes_connected_components(spark):
     assert comps["a"] == comps["b"] == comps["c"]
     assert comps["d"] == comps["e"]
     assert len({comps["a"], comps["d"], comps["f"]}) == 3
+
+
+def _persistent(spark) -> set[int]:
+    return set(spark.sparkContext._jsc.getPersistentRDDs().keys())
+
+
+def test_held_frees_its_own_frames_and_broadcasts_newest_first(spark):
+    start = _persistent(spark)
+    with held():
+        outer = persisted(spark.range(10))
+        assert outer.count() == 10
+        with held():
+            inner = persisted(spark.range(5))
+            shared = broadcast(spark, list(range(1000)))
+            assert inner.count() == 5 and shared._jbroadcast.isValid()
+            both = _persistent(spark)
+        assert len(both - start) == 2
+        assert len(_persistent(spark) - start) == 1  # the outer frame is still held
+        assert not shared._jbroadcast.isValid()
+        assert outer.count() == 10
+    assert _persistent(spark) == start
+
+
+def test_held_frees_on_an_error_too(spark):
+    start = _persistent(spark)
+    with pytest.raises(RuntimeError, match="mid-job"), held():
+        persisted(spark.range(3)).count()
+        raise RuntimeError("mid-job")
+    assert _persistent(spark) == start
+
+
+def test_persisting_outside_held_is_refused(spark):
+    from jobs import spark as spark_module
+
+    token = spark_module._HELD.set(None)  # this test's own scope (conftest) set aside
+    try:
+        with pytest.raises(RuntimeError, match="outside jobs.spark.held"):
+            persisted(spark.range(3))
+        with pytest.raises(RuntimeError, match="outside jobs.spark.held"):
+            broadcast(spark, 1)
+    finally:
+        spark_module._HELD.reset(token)
