@@ -15,6 +15,7 @@ pass over the row: hub rows of 10^4-10^5 entries are what the walks meet most.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,8 +40,9 @@ class Csr:
     def from_edges(cls, src, dst, weight, num_nodes: int, both: bool) -> Csr:
         """Rows from ``src`` to ``dst`` (and back when ``both``), parallel entries merged.
 
-        Peak memory is about 32 bytes per directed entry beyond the inputs (the keys, their
-        order, the sorted keys and the sorted weights), for graphs of 10^8 edges.
+        Everything in memory at once: about 32 bytes per directed entry beyond the inputs (the
+        keys, their order, the sorted weights), for tests and small graphs; the walks' graph
+        comes through :class:`CsrBuilder` in chunks instead.
         """
         m = len(src)
         key = np.empty(2 * m if both else m, dtype=np.int64)
@@ -56,17 +58,9 @@ class Csr:
             np.subtract(order, m, out=order, where=order >= m)
         weight = np.asarray(weight, dtype=np.float64)[order]
         del order
-        if key.size:
-            first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-            if first.size < key.size:  # parallel entries: one, with the weights summed
-                weight, key = np.add.reduceat(weight, first), key[first]
-        indptr = np.searchsorted(key, np.arange(num_nodes + 1) * num_nodes, side="left")
-        cum = np.empty(key.size + 1, dtype=np.float64)
-        cum[0] = 0.0
-        np.cumsum(weight, out=cum[1:])
-        del weight
-        key %= num_nodes
-        return cls(indptr.astype(np.int64, copy=False), key.astype(np.int32), cum)
+        builder = CsrBuilder(num_nodes, key.size)
+        builder.add(key, weight)
+        return builder.finish()
 
     def find(self, cur: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         """Entry positions of ``nodes[i, j]`` in row ``cur[i]``, -1 where absent (or -1)."""
@@ -86,6 +80,59 @@ class Csr:
             hi = np.where(active & ~right, mid, hi)
         hit = (nodes >= 0) & (lo < end) & (self.nbr[np.minimum(lo, last)] == nodes)
         return np.where(hit, lo, -1)
+
+
+class CsrBuilder:
+    """One edge kind's CSR filled from its entries in ``(row, nbr)`` order, a chunk at a time.
+
+    ``add`` takes each chunk's keys ``row * num_nodes + nbr`` (ascending, continuing the last
+    chunk's) and weights; parallel entries merge, also across two chunks. Memory is the CSR's
+    own arrays for ``capacity`` entries plus one chunk's temporaries, and ``cum`` is the same
+    running sum a single pass over all the weights gives (up to rounding where parallel
+    entries straddle two chunks).
+    """
+
+    def __init__(self, num_nodes: int, capacity: int) -> None:
+        self.num_nodes = num_nodes
+        self.nbr = np.empty(capacity, dtype=np.int32)
+        self.cum = np.empty(capacity + 1, dtype=np.float64)
+        self.cum[0] = 0.0
+        self.per_row = np.zeros(num_nodes, dtype=np.int64)
+        self.size = 0
+        self.last = -1
+
+    def add(self, key: np.ndarray, weight: np.ndarray) -> None:
+        """Append ``(key, weight)`` entries, ``key`` ascending and >= every key added so far."""
+        if key.size == 0:
+            return
+        if key[0] < self.last or np.any(key[1:] < key[:-1]):
+            raise ValueError("CSR entries must come in (row, neighbour) order")
+        first = np.flatnonzero(np.r_[key[0] != self.last, key[1:] != key[:-1]])
+        head = first[0] if first.size else key.size
+        if head:  # the chunk opens with more of the previous chunk's last entry
+            self.cum[self.size] += weight[:head].sum()
+        if not first.size:
+            return
+        n, at = first.size, self.size
+        if at + n > self.nbr.size:
+            raise ValueError(f"more than the {self.nbr.size} CSR entries counted beforehand")
+        kept = key[first]
+        self.nbr[at : at + n] = kept % self.num_nodes
+        summed = np.add.reduceat(weight, first)
+        summed[0] += self.cum[at]  # one running sum across the chunks
+        np.cumsum(summed, out=self.cum[at + 1 : at + n + 1])
+        self.per_row += np.bincount(kept // self.num_nodes, minlength=self.num_nodes)
+        self.size, self.last = at + n, int(key[-1])
+
+    def finish(self) -> Csr:
+        """The CSR of everything added (the arrays trimmed if fewer entries came than counted)."""
+        indptr = np.zeros(self.num_nodes + 1, dtype=np.int64)
+        np.cumsum(self.per_row, out=indptr[1:])
+        n = self.size
+        nbr, cum = self.nbr[:n], self.cum[: n + 1]
+        if n < self.nbr.size:  # copies, so the unused capacity is freed
+            nbr, cum = nbr.copy(), cum.copy()
+        return Csr(indptr, nbr, cum)
 
 
 def pick(csr: Csr, cur: np.ndarray, visited: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -128,33 +175,77 @@ class Adjacency:
 
 
 def build_adjacency(nodes: pa.Table, edges: pa.Table, eps: float) -> Adjacency:
-    """The CSRs of a numbered graph.
+    """The CSRs of a numbered graph, from all its edges in memory at once.
 
     ``nodes``: ``(id, topic)`` row ``i`` for node ``i``, in id order; ``edges``: ``(s, d, k,
     freq)``, node numbers, ``k`` the index of the edge's kind in :data:`KINDS`. Weights are
     ``freq + eps``; each must be > 0, and every end must be a node.
     """
-    import pyarrow as pa
-
-    ids = nodes["id"].combine_chunks().cast(pa.string())
-    if len(ids) >= 2**31:
-        raise ValueError(f"{len(ids)} nodes: more than the int32 indices hold")
-    cols = {c: edges[c].combine_chunks() for c in ("s", "d", "k", "freq")}
-    if any(col.null_count for col in cols.values()):
-        raise ValueError("edges: an edge has an end that is not a node, or no kind or freq")
-    src, dst = cols["s"].to_numpy(), cols["d"].to_numpy()  # int32: views, no copies
-    k = cols["k"].to_numpy()
-    if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= len(ids)):
-        raise ValueError(f"edges: a node number outside 0..{len(ids) - 1}")
-    weight = cols["freq"].to_numpy().astype(np.float64)
-    weight += eps
-    if not np.all(np.isfinite(weight) & (weight > 0)):
-        raise ValueError("edges: every freq + eps must be a finite number > 0")
+    ids = _node_ids(nodes)
+    src, dst, k, weight = checked_edges(edges, len(ids), eps)
     csr = {}
     for code, kind in enumerate(KINDS):  # one kind's copies alive at a time
         mine = np.flatnonzero(k == code)
         both = kind != "topic_concept"
         csr[kind] = Csr.from_edges(src[mine], dst[mine], weight[mine], len(ids), both=both)
         del mine
-    topics = np.flatnonzero(nodes["topic"].combine_chunks().to_numpy(zero_copy_only=False))
-    return Adjacency(ids, topics.astype(np.int64), csr)
+    return Adjacency(ids, _topics(nodes), csr)
+
+
+def stream_adjacency(
+    nodes: pa.Table, chunks: Iterable[pa.Table], capacity: dict[str, int], eps: float
+) -> Adjacency:
+    """The CSRs of a numbered graph from its directed entries, a chunk at a time.
+
+    ``chunks``: ``(s, d, k, freq)`` tables as :func:`build_adjacency` takes, but every entry
+    already directed (a ``topic_topic`` or ``concept_concept`` edge comes once each way) and
+    all of them in ``(k, s, d)`` order across the chunks; ``capacity``: at least the number of
+    entries of each kind. The driver holds the CSRs (~12 bytes per entry) and one chunk.
+    """
+    ids = _node_ids(nodes)
+    builders = {kind: CsrBuilder(len(ids), capacity.get(kind, 0)) for kind in KINDS}
+    for chunk in chunks:
+        src, dst, k, weight = checked_edges(chunk, len(ids), eps)
+        if k.size and np.any(k[1:] < k[:-1]):
+            raise ValueError("CSR entries must come in (kind, row, neighbour) order")
+        bounds = np.searchsorted(k, np.arange(len(KINDS) + 1), side="left")
+        for code, kind in enumerate(KINDS):
+            lo, hi = bounds[code], bounds[code + 1]
+            key = src[lo:hi].astype(np.int64)
+            key *= len(ids)
+            key += dst[lo:hi]
+            builders[kind].add(key, weight[lo:hi])
+    return Adjacency(ids, _topics(nodes), {kind: b.finish() for kind, b in builders.items()})
+
+
+def checked_edges(edges: pa.Table, num_nodes: int, eps: float) -> tuple[np.ndarray, ...]:
+    """``(s, d, k, weight)`` of numbered edges as numpy arrays, ``weight = freq + eps``.
+
+    Refuses an edge with a missing end, kind or freq (an end that is not a node comes out of
+    the numbering join as null), a number outside the nodes, and a weight that is not > 0.
+    """
+    cols = {c: edges[c].combine_chunks() for c in ("s", "d", "k", "freq")}
+    if any(col.null_count for col in cols.values()):
+        raise ValueError("edges: an edge has an end that is not a node, or no kind or freq")
+    src, dst = cols["s"].to_numpy(), cols["d"].to_numpy()  # int32: views, no copies
+    if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= num_nodes):
+        raise ValueError(f"edges: a node number outside 0..{num_nodes - 1}")
+    weight = cols["freq"].to_numpy().astype(np.float64)
+    weight += eps
+    if not np.all(np.isfinite(weight) & (weight > 0)):
+        raise ValueError("edges: every freq + eps must be a finite number > 0")
+    return src, dst, cols["k"].to_numpy(), weight
+
+
+def _node_ids(nodes: pa.Table) -> pa.Array:
+    import pyarrow as pa
+
+    ids = nodes["id"].combine_chunks().cast(pa.string())
+    if len(ids) >= 2**31:
+        raise ValueError(f"{len(ids)} nodes: more than the int32 indices hold")
+    return ids
+
+
+def _topics(nodes: pa.Table) -> np.ndarray:
+    topic = nodes["topic"].combine_chunks().to_numpy(zero_copy_only=False)
+    return np.flatnonzero(topic).astype(np.int64)

@@ -29,11 +29,11 @@ next node by inverse CDF over the current node's unvisited neighbours in id orde
 (:func:`jobs.graph.adjacency.pick`), so for a given graph the walks depend on the seed only.
 The walk uses its own ``eps``; the edges' ``weight`` column is not read.
 
-How it runs: Spark numbers the nodes in id order; the driver collects the numbered graph once
-(each id once, then ~14 bytes per edge), builds a CSR per edge kind (~12 bytes per directed
-edge, :mod:`jobs.graph.adjacency`) and broadcasts it; ``mapInArrow`` over the walk numbers
-``0 .. topics * epochs - 1`` runs every step of a batch of walks in numpy. A step costs
-``O(log degree)`` per walk.
+How it runs: Spark numbers the nodes in id order and streams the numbered entries to the
+driver in CSR order (:mod:`jobs.graph.entries`), which fills a CSR per edge kind (~12 bytes per
+directed edge, :mod:`jobs.graph.adjacency`) and broadcasts it; ``mapInArrow`` over the walk
+numbers ``0 .. topics * epochs - 1`` runs every step of a batch of walks in numpy. A step
+costs ``O(log degree)`` per walk.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jobs.graph.adjacency import KINDS, Adjacency, pick
+from jobs.graph.adjacency import Adjacency, pick
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -241,49 +241,21 @@ def walk_batch(graph: WalkGraph, params: WalkParams, numbers: np.ndarray) -> pa.
     )
 
 
-def _graph_table(vertices: DataFrame, edges: DataFrame) -> tuple[pa.Table, pa.Table]:
-    """``(nodes, edges)`` for :func:`jobs.graph.adjacency.build_adjacency`, collected.
-
-    Spark numbers the vertices and puts the numbers on the edges, so the driver receives
-    ~14 bytes per edge and each id once, not two strings per edge.
-    """
-    from pyspark.sql import functions as F
-
-    from jobs.graph.cooccurrence import node_kind, number_nodes
-
-    numbered = number_nodes(vertices.groupBy("id").agg(node_kind()))
-    nodes = numbered.select("id", (F.col("kind") == "topic").alias("topic"), "n").toArrow()
-    nodes = nodes.sort_by("n").select(["id", "topic"])
-    code = F.lit(None).cast("byte")
-    for k, kind in enumerate(KINDS):
-        code = F.when(F.col("kind") == kind, F.lit(k).cast("byte")).otherwise(code)
-    index = F.broadcast(numbered.select("id", F.col("n").cast("int").alias("n")))
-    s_ix = index.select(F.col("id").alias("src"), F.col("n").alias("s"))
-    d_ix = index.select(F.col("id").alias("dst"), F.col("n").alias("d"))
-    rows = (
-        edges.select("src", "dst", code.alias("k"), F.col("freq").cast("double").alias("freq"))
-        .filter(F.col("k").isNotNull())
-        .join(s_ix, "src", "left")
-        .join(d_ix, "dst", "left")
-        .select("s", "d", "k", "freq")
-    ).toArrow()
-    return nodes, rows
-
-
 def sample_walks(vertices: DataFrame, edges: DataFrame, params: WalkParams) -> DataFrame:
     """Sample ``num_epochs`` walks per topic vertex; one row per walk (rules: module docstring).
 
     Columns: ``walk_id`` (``w-{epoch}-{sha1(start_topic)[:16]}``), ``epoch``, ``start_topic``,
     ``topics`` (visit order, start first), ``concepts`` (visit order), ``end_reason``.
-    Runs one Spark job here (the graph collected to the driver, which holds its CSR); the
-    returned DataFrame runs the walks, a ``mapInArrow`` over the walk numbers with the CSR
-    broadcast, when it is evaluated: evaluate it inside the :func:`jobs.spark.held` scope that
-    was open when it was made (its end destroys the broadcast).
+    Runs the Spark jobs of :func:`jobs.graph.entries.walk_adjacency` here (the graph streamed
+    to the driver, which holds its CSR); the returned DataFrame runs the walks, a
+    ``mapInArrow`` over the walk numbers with the CSR broadcast, when it is evaluated:
+    evaluate it inside the :func:`jobs.spark.held` scope that was open when it was made (its
+    end destroys the broadcast).
     """
-    from jobs.graph.adjacency import build_adjacency
+    from jobs.graph.entries import walk_adjacency
     from jobs.spark import broadcast
 
-    adj = build_adjacency(*_graph_table(vertices, edges), params.eps)
+    adj = walk_adjacency(vertices, edges, params.eps)
     hexes, hashes = topic_hashes(adj.ids.take(adj.topics).to_pylist())
     spark = vertices.sparkSession
     shared = broadcast(spark, WalkGraph(adj, hexes, hashes))

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from scipy.stats import chisquare
 
-from jobs.graph.adjacency import KINDS, Csr, build_adjacency, pick
+from jobs.graph.adjacency import KINDS, Csr, CsrBuilder, build_adjacency, pick, stream_adjacency
 from jobs.graph.walks import uniform, unit_interval
 
 EPS = 0.01
@@ -127,3 +127,73 @@ def test_build_adjacency_keeps_the_numbering_it_is_given():
     tt, tc = adj.csr[KINDS[0]], adj.csr[KINDS[1]]
     assert tt.nbr[tt.indptr[3] : tt.indptr[4]].tolist() == [4]  # t:a -> t:b, the reverse
     assert tc.indptr[4] == tc.indptr[5] and tc.nbr.tolist() == [1]  # one way only
+
+
+def _directed(rng, num_nodes: int, m: int) -> pa.Table:
+    """``m`` random edges of every kind, parallel ones included, directed as the stream has
+    them (both ways for the symmetric kinds), in (k, s, d) order; integer freqs."""
+    parts = []
+    for code, kind in enumerate(KINDS):
+        s = rng.integers(0, num_nodes, m)
+        d = rng.integers(0, num_nodes, m)
+        f = rng.integers(0, 9, m).astype(np.float64)
+        s, d, f = s[s != d], d[s != d], f[s != d]  # the graph has no self loops
+        if kind != "topic_concept":
+            s, d, f = np.r_[s, d], np.r_[d, s], np.r_[f, f]
+        parts.append((np.full(s.size, code), s, d, f))
+    k, s, d, f = (np.concatenate(c) for c in zip(*parts, strict=True))
+    order = np.lexsort((d, s, k))
+    return pa.table({
+        "s": pa.array(s[order], pa.int32()), "d": pa.array(d[order], pa.int32()),
+        "k": pa.array(k[order], pa.int8()), "freq": f[order],
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
+def test_streamed_csrs_equal_the_in_memory_ones_whatever_the_chunks(chunk):
+    rng = np.random.default_rng(chunk)
+    n = 30
+    nodes = pa.table(
+        {"id": [f"n{i:02d}" for i in range(n)], "topic": [i % 3 == 0 for i in range(n)]}
+    )
+    directed = _directed(rng, n, 500)  # ~0.6 entries per (s, d): parallel ones across chunks
+    # The in-memory build takes each undirected edge once: the first way of each.
+    tc = KINDS.index("topic_concept")
+    half = directed.filter(pa.compute.or_(
+        pa.compute.equal(directed["k"], tc), pa.compute.less(directed["s"], directed["d"])
+    ))  # fmt: skip
+    want = build_adjacency(nodes, half, 0.5)
+    chunks = [directed.slice(i, chunk) for i in range(0, directed.num_rows, chunk)]
+    capacity = {kind: 2_000 for kind in KINDS}
+    got = stream_adjacency(nodes, chunks, capacity, 0.5)
+    assert got.ids.equals(want.ids) and got.topics.tolist() == want.topics.tolist()
+    for kind in KINDS:
+        g, w = got.csr[kind], want.csr[kind]
+        assert g.indptr.tolist() == w.indptr.tolist() and g.nbr.tolist() == w.nbr.tolist()
+        assert g.cum.tolist() == w.cum.tolist()  # halves are exact: the same running sums
+        assert g.nbr.size == g.cum.size - 1 < capacity[kind]  # trimmed to what came
+
+
+def test_csr_builder_refuses_entries_out_of_order_or_past_its_capacity():
+    builder = CsrBuilder(num_nodes=4, capacity=3)
+    builder.add(np.array([1, 5]), np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="order"):
+        builder.add(np.array([4]), np.array([1.0]))
+    with pytest.raises(ValueError, match="order"):
+        CsrBuilder(4, 3).add(np.array([3, 2]), np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match="3 CSR entries"):
+        builder.add(np.array([5, 6, 7]), np.array([1.0, 1.0, 1.0]))
+
+
+def test_stream_adjacency_checks_each_chunk_as_build_adjacency_does():
+    nodes = pa.table({"id": ["a", "b", "c"], "topic": [True, False, False]})
+    good = pa.table({"s": pa.array([0], pa.int32()), "d": pa.array([1], pa.int32()),
+                     "k": pa.array([1], pa.int8()), "freq": [1.0]})  # fmt: skip
+    stray = pa.table({"s": pa.array([1], pa.int32()), "d": pa.array([None], pa.int32()),
+                      "k": pa.array([1], pa.int8()), "freq": [1.0]})  # fmt: skip
+    with pytest.raises(ValueError, match="not a node"):
+        stream_adjacency(nodes, [good, stray], {kind: 4 for kind in KINDS}, EPS)
+    backwards = pa.table({"s": pa.array([0, 0], pa.int32()), "d": pa.array([1, 1], pa.int32()),
+                          "k": pa.array([2, 1], pa.int8()), "freq": [1.0, 1.0]})  # fmt: skip
+    with pytest.raises(ValueError, match="kind, row, neighbour"):
+        stream_adjacency(nodes, [backwards], {kind: 4 for kind in KINDS}, EPS)

@@ -389,12 +389,12 @@ def test_uniform_draws_are_never_0_or_1():
 
 
 def test_walks_do_not_depend_on_batching(spark):
-    from jobs.graph.adjacency import build_adjacency
-    from jobs.graph.walks import WalkGraph, _graph_table, topic_hashes, walk_batch
+    from jobs.graph.entries import walk_adjacency
+    from jobs.graph.walks import WalkGraph, topic_hashes, walk_batch
 
     edges, topics = _random_graph()
     vertices, edge_df = _graph(spark, edges, topics)
-    adj = build_adjacency(*_graph_table(vertices, edge_df), 0.01)
+    adj = walk_adjacency(vertices, edge_df, 0.01)
     graph = WalkGraph(adj, *topic_hashes(adj.ids.take(adj.topics).to_pylist()))
     params = WalkParams(seed=4, num_epochs=3, concept_start="random")
     numbers = np.arange(3 * len(topics))
