@@ -98,6 +98,8 @@ class SparkConfig(_Section):
     shuffle_partitions: int = Field(8, ge=1)
     jars_dir: str = "jars/lib"
     checkpoint_uri: str | None = None
+    # Further Spark properties for the session, applied last (e.g. the tests' smaller pages).
+    conf: dict[str, str] = Field(default_factory=dict)
 
 
 class IngestConfig(_Section):

@@ -188,7 +188,7 @@ def build_session(cfg: PipelineConfig, app_name: str) -> SparkSession:
     )
     if master:  # empty: the runtime (the task's pod, spark-operator) already set the master
         builder = builder.master(master)
-    for key, value in placement_settings(master, jars).items():
+    for key, value in {**placement_settings(master, jars), **cfg.spark.conf}.items():
         builder = builder.config(key, value)
     storage = cfg.storage
     builder = (

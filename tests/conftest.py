@@ -76,8 +76,12 @@ def spark():
     from jobs.config import load_config
     from jobs.spark import build_session
 
-    cfg = load_config("local", None, ["spark.master=local[2]", "spark.shuffle_partitions=2"])
-    session = build_session(cfg, "synthllm-tests")
+    # One JVM runs every test's jobs. A broadcast join's hash table takes a whole memory page
+    # (64 MB at a 4 GB heap) until the cleaner frees it after a GC: smaller pages and a GC
+    # every minute keep the session's heap from filling between GCs.
+    settings = '{"spark.buffer.pageSize" = "2m", "spark.cleaner.periodicGC.interval" = "1min"}'
+    overrides = ["spark.master=local[2]", "spark.shuffle_partitions=2", f"spark.conf={settings}"]
+    session = build_session(load_config("local", None, overrides), "synthllm-tests")
     yield session
     session.stop()
 

@@ -21,6 +21,12 @@ def test_builder_adds_jars(spark):
     assert any("hadoop-aws" in p for p in jar_paths(cfg.spark.jars_dir))
 
 
+def test_builder_applies_the_configured_spark_properties(spark):
+    conf = spark.sparkContext.getConf()  # the test session sets these (tests/conftest.py)
+    assert conf.get("spark.buffer.pageSize") == "2m"
+    assert conf.get("spark.cleaner.periodicGC.interval") == "1min"
+
+
 def test_s3a_write_and_read(spark, s3_bucket):
     endpoint, bucket = s3_bucket
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
