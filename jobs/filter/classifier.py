@@ -230,7 +230,7 @@ def domain_scores(
     embedding, which the fine-grained rounds reuse) and the training statistics.
     """
     spark = candidates.sparkSession
-    sample = sample_documents(pool, cfg.num_negatives, cfg.seed).localCheckpoint(eager=True)
+    sample = sample_documents(pool, cfg.num_negatives, cfg.seed).checkpoint(eager=True)
     seeds = spark.createDataFrame(
         # Seed keys are negative, so they never collide with document row numbers (>= 0).
         [(-1 - i, t) for i, t in enumerate(positives)],
@@ -241,7 +241,7 @@ def domain_scores(
     train, info = _training_set(
         spark, _vectors(emb, seeds.select("key")), _vectors(emb, sample.select("key")), cfg
     )
-    train = train.localCheckpoint(eager=True)
+    train = train.checkpoint(eager=True)
     models, accuracy = _fit_folds(train, cfg)
     cand_emb = emb.join(candidates.select("key"), "key")
     scores = _score(models, cand_emb, train).join(cand_emb, "key")

@@ -119,7 +119,7 @@ def near_duplicates(df: DataFrame, cfg: Any, key: str = "_row") -> DataFrame:
     )
     tf = HashingTF(inputCol="shingles", outputCol="features", numFeatures=NUM_FEATURES)
     vectors = tf.setBinary(True).transform(shingled).select(key, "doc_id", "features")
-    vectors = vectors.localCheckpoint(eager=True)
+    vectors = vectors.checkpoint(eager=True)
     lsh = MinHashLSH(
         inputCol="features",
         outputCol="hashes",
@@ -155,7 +155,7 @@ def duplicates(df: DataFrame, cfg: Any, key: str = "_row") -> DataFrame:
     """
     from pyspark.sql import functions as F
 
-    exact = exact_duplicates(df, key).localCheckpoint(eager=True)
+    exact = exact_duplicates(df, key).checkpoint(eager=True)
     distinct = df.join(exact.select(key), key, "left_anti")
     near = near_duplicates(distinct, cfg, key)
     return exact.select(

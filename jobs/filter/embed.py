@@ -124,4 +124,4 @@ def add_embeddings(df: DataFrame, cfg: Any) -> DataFrame:
         .select("key", array_to_vector("embedding").alias("features"))
     )
     log.info("embedding with %s (%d partitions, %d threads each)", model_path, parallelism, threads)
-    return embedded.localCheckpoint(eager=True)
+    return embedded.checkpoint(eager=True)

@@ -31,7 +31,7 @@ from jobs.storage import Storage, to_spark_uri
 from jobs.tables import MAX_RAW_CHARS
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +212,10 @@ def filter_documents(
         seconds[name] = round(now - clock, 2)
         clock = now
 
-    scored = apply_heuristics(raw, cfg).localCheckpoint(eager=True)
+    scored = apply_heuristics(raw, cfg).checkpoint(eager=True)
     passed = scored.where(F.col("heuristic_reason").isNull())
     lap("heuristics")
-    dups = duplicates(passed, cfg).localCheckpoint(eager=True)
+    dups = duplicates(passed, cfg).checkpoint(eager=True)
     unique = passed.join(dups.select("_row"), "_row", "left_anti")
     num_unique = unique.count()
     lap("duplicates")
@@ -232,7 +232,7 @@ def filter_documents(
         pool = scored.select(F.col("_row").alias("key"), "text")
         key_scores, clf_stats = domain_scores(keyed, pool, positives, cfg)
         scores = key_scores.withColumnRenamed("key", "_row")
-    decided = decide(scored, dups, scores, cfg).localCheckpoint(eager=True)
+    decided = decide(scored, dups, scores, cfg).checkpoint(eager=True)
     lap("classifier")
     return decided, {"classifier": clf_stats, "seconds": seconds}
 
@@ -241,7 +241,7 @@ def run(ctx: JobContext) -> StageStats:
     """Filter one snapshot's documents_raw into documents."""
 
     from jobs.filter.positives import positives_for
-    from jobs.spark import build_session
+    from jobs.spark import build_session, job_checkpoints
 
     cfg = ctx.cfg.filter
     storage = Storage(ctx.cfg.storage)
@@ -254,7 +254,20 @@ def run(ctx: JobContext) -> StageStats:
         StageOutput(storage, ctx.layout.table(OUTPUT), ctx.attempt),
     )
     spark = build_session(ctx.cfg, "synthllm-filter")
+    # Reliable checkpoints: a local one is lost with its executor, and so is the job.
+    with job_checkpoints(spark, ctx.cfg, f"{STAGE}-{ctx.snapshot}-{ctx.attempt}"):
+        return _filter_and_commit(ctx, spark, source, positives, outputs)
 
+
+def _filter_and_commit(
+    ctx: JobContext,
+    spark: SparkSession,
+    source: str,
+    positives: list[str],
+    outputs: tuple[StageOutput, StageOutput],
+) -> StageStats:
+    """The body of :func:`run` inside its checkpoint folder: filter, count, commit."""
+    cfg = ctx.cfg.filter
     # Ingest may write a single file; spread the Python UDF work over every core.
     raw = number_rows(spark.read.parquet(to_spark_uri(source))).repartition(
         max(1, spark.sparkContext.defaultParallelism)

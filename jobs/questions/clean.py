@@ -204,7 +204,7 @@ def clean(
         questions.withColumn("_fmt", fmt_udf("question"))
         .withColumn("_key_text", key_udf("question"))
         .withColumn("_key", F.sha2("_key_text", 256))
-        .localCheckpoint(eager=True)
+        .checkpoint(eager=True)
     )
     removed = [
         base.where("_fmt IS NOT NULL").select(
@@ -213,7 +213,7 @@ def clean(
     ]
     kept = base.where("_fmt IS NULL")
 
-    echoes = prompt_echoes(kept, c.echo_similarity).localCheckpoint(eager=True)
+    echoes = prompt_echoes(kept, c.echo_similarity).checkpoint(eager=True)
     removed.append(
         echoes.select(
             "question_id",
@@ -232,7 +232,7 @@ def clean(
         ref = spark.createDataFrame(
             ref_rows, "gram string, item_short boolean, benchmark string, item_id string"
         )
-        hits = contamination(kept.withColumn("_grams", gram_udf("question")), ref).localCheckpoint(
+        hits = contamination(kept.withColumn("_grams", gram_udf("question")), ref).checkpoint(
             eager=True
         )
         removed.append(
@@ -247,7 +247,7 @@ def clean(
         kept = kept.join(hits.select("question_id"), "question_id", "left_anti")
 
     if index_uris:
-        pub = published_matches(spark, kept, index_uris).localCheckpoint(eager=True)
+        pub = published_matches(spark, kept, index_uris).checkpoint(eager=True)
         removed.append(
             pub.select(
                 "question_id",
@@ -260,14 +260,14 @@ def clean(
         )
         kept = kept.join(pub.select("question_id"), "question_id", "left_anti")
 
-    kept = kept.localCheckpoint(eager=True)
+    kept = kept.checkpoint(eager=True)
     if not kept.isEmpty():
         texts = kept.select(
             F.col("question_id").alias("_row"),
             F.col("question_id").alias("doc_id"),
             F.col("_key_text").alias("text"),
         )
-        dups = duplicates(texts, c).localCheckpoint(eager=True)
+        dups = duplicates(texts, c).checkpoint(eager=True)
         removed.append(
             dups.select(
                 F.col("_row").alias("question_id"),
@@ -317,7 +317,7 @@ def level_counts(flagged: DataFrame) -> dict[str, dict[str, Any]]:
 
 def run(ctx: JobContext) -> StageStats:
     """Read questions → format, decontamination, published and in-snapshot duplicates → commit."""
-    from jobs.spark import build_session
+    from jobs.spark import build_session, job_checkpoints
 
     storage = Storage(ctx.cfg.storage)
     layout = ctx.layout
@@ -334,9 +334,24 @@ def run(ctx: JobContext) -> StageStats:
         StageOutput(storage, layout.table(OUTPUT), ctx.attempt),
     )
     spark = build_session(ctx.cfg, "synthllm-clean-questions")
+    # Reliable checkpoints: a local one is lost with its executor, and so is the job.
+    with job_checkpoints(spark, ctx.cfg, f"{STAGE}-{ctx.snapshot}-{ctx.attempt}"):
+        return _clean_and_commit(ctx, spark, (items, eval_sets), index_uris, outputs)
+
+
+def _clean_and_commit(
+    ctx: JobContext,
+    spark: SparkSession,
+    evals: tuple[list[dict], list[dict]],
+    index_uris: list[str],
+    outputs: tuple[StageOutput, StageOutput],
+) -> StageStats:
+    """The body of :func:`run` inside its checkpoint folder: flag, count, commit."""
+    items, eval_sets = evals
+    questions_uri = ctx.layout.table("questions")
     questions = spark.read.parquet(to_spark_uri(questions_uri))
     columns = questions.columns
-    flagged = clean(spark, questions, items, index_uris, ctx.cfg).localCheckpoint(eager=True)
+    flagged = clean(spark, questions, items, index_uris, ctx.cfg).checkpoint(eager=True)
     by_level = level_counts(flagged)
     reasons: dict[str, int] = {}
     for entry in by_level.values():

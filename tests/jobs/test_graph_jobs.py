@@ -6,9 +6,9 @@ import argparse
 import json
 import math
 import os
-import sys
 
 import pytest
+from checkpoints import record_checkpoints
 from committed import commit_table
 
 from jobs.cli import JobContext
@@ -219,24 +219,9 @@ def test_level2_has_no_null_concepts_and_keeps_concept_less_topics(spark):
 def test_jobs_checkpoint_reliably_into_a_folder_they_remove(
     spark, make_config, cfg, tmp_path, monkeypatch
 ):
-    frame = type(spark.range(1))  # the classic DataFrame, which implements both methods
     root = tmp_path / "checkpoints"
     ckpt = make_config(*CFG_OVERRIDES, f'spark.checkpoint_uri="{root}"')
-    reliable, local = [], []
-    take, take_local = frame.checkpoint, frame.localCheckpoint
-
-    def spy(self, *args, **kwargs):
-        out = take(self, *args, **kwargs)
-        folder = self.sparkSession.sparkContext.getCheckpointDir().removeprefix("file:")
-        reliable.append((folder, sum(len(files) for *_, files in os.walk(folder))))
-        return out
-
-    def spy_local(self, *args, **kwargs):
-        local.append(os.path.basename(sys._getframe(1).f_code.co_filename))
-        return take_local(self, *args, **kwargs)
-
-    monkeypatch.setattr(frame, "checkpoint", spy)
-    monkeypatch.setattr(frame, "localCheckpoint", spy_local)
+    reliable, local = record_checkpoints(spark, monkeypatch)
     build.run(make_ctx(ckpt))
     combinations.run(make_ctx(ckpt))
     # The session's dir is {root}/{stage}-{snapshot}-{attempt}/{uuid}: count per job folder.

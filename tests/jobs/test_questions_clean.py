@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pandas as pd
 import pytest
+from checkpoints import record_checkpoints
 from committed import commit_table
 
 from jobs.cli import JobContext
@@ -157,6 +159,22 @@ def test_planted_questions_land_in_quarantine_with_reason_and_reference(spark, c
     assert [s["name"] for s in stats.extra["eval_sets"]] == ["builtin-2026-40", "mathbench"]
     assert {"p-l1:1", "p-l2:2", "p-l3:1", "answer:1"} <= set(stats.extra["prompt_examples"])
     assert stats.extra["index_snapshots"] == [OTHER]
+
+
+def test_clean_checkpoints_reliably_into_a_folder_it_removes(spark, cfg, tmp_path, monkeypatch):
+    from jobs import spark as spark_module
+
+    root = tmp_path / "checkpoints"
+    monkeypatch.setattr(spark_module, "checkpoint_root", lambda _cfg: str(root))
+    reliable, local = record_checkpoints(spark, monkeypatch)
+    clean.run(make_ctx(cfg))
+    folder = f"{clean.STAGE}-{SNAP}-1"
+    # format, echoes, contamination, published, kept, exact copies, MinHash vectors,
+    # duplicates, the flagged table
+    assert len(reliable) == 9 and not local
+    for session_dir, num_files in reliable:  # {root}/{job folder}/{uuid}
+        assert os.path.dirname(session_dir) == str(root / folder) and num_files > 0
+    assert not (root / folder).exists()
 
 
 def test_rerun_ignores_its_own_publication_and_is_deterministic(spark, cfg):

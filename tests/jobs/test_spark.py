@@ -117,3 +117,17 @@ def test_persisting_outside_held_is_refused(spark):
             broadcast(spark, 1)
     finally:
         spark_module._HELD.reset(token)
+
+
+def test_no_job_takes_a_local_checkpoint():
+    # A local checkpoint's blocks live on one executor: lose it and the job fails on a cluster.
+    from pathlib import Path
+
+    jobs = Path(__file__).resolve().parents[2] / "jobs"
+    calls = [
+        f"{path.relative_to(jobs)}:{n}"
+        for path in sorted(jobs.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if ".localCheckpoint(" in line
+    ]
+    assert calls == []
