@@ -7,7 +7,9 @@ partitions come back one at a time through ``toLocalIterator``, each as Arrow IP
 up to :data:`CHUNK_ENTRIES` entries, which :func:`jobs.graph.adjacency.stream_adjacency`
 appends to the CSRs. So the JVM driver holds one partition (about :data:`PARTITION_ENTRIES`
 entries) and the Python driver the finished CSRs (~12 bytes per directed entry) plus one
-chunk, where collecting the edge table whole and sorting it took ~100 bytes per edge.
+chunk, where collecting the edge table whole and sorting it takes ~100 bytes per edge. A
+graph of up to :data:`COLLECT_MAX_ENTRIES` entries is still collected whole: the range
+partitioning samples and sorts in Spark, ~10 s more on 2 cores whatever the size.
 """
 
 from __future__ import annotations
@@ -26,19 +28,24 @@ if TYPE_CHECKING:
 # Entries per Arrow IPC chunk (~17 MB) and per Spark partition (~70 MB in the JVM driver).
 CHUNK_ENTRIES = 1 << 20
 PARTITION_ENTRIES = 1 << 22
+# Up to this many directed entries the edges come in one collect and numpy sorts them: two
+# Spark jobs fewer and no Spark sort, at a peak of ~50 bytes per entry (~1.7 GB here).
+COLLECT_MAX_ENTRIES = 1 << 25
 
 
 def walk_adjacency(vertices: DataFrame, edges: DataFrame, eps: float) -> Adjacency:
     """The numbered graph of ``vertices`` and ``edges`` (graph tables) with a CSR per kind.
 
     Edges of another kind are left out; an edge whose end is not a vertex, a null ``freq``
-    or a weight ``freq + eps`` that is not > 0 raises ``ValueError``. Runs three Spark jobs:
-    the nodes, the entries per kind (the CSRs' sizes), and the sorted entries.
+    or a weight ``freq + eps`` that is not > 0 raises ``ValueError``. Runs Spark jobs for the
+    nodes, the edges per kind (the CSRs' sizes), and then either one collect of the numbered
+    edges (up to :data:`COLLECT_MAX_ENTRIES` directed entries) or the sorted entries'
+    range partitions, one at a time. Both give the same CSRs.
     """
     import pyarrow as pa
     from pyspark.sql import functions as F
 
-    from jobs.graph.adjacency import stream_adjacency
+    from jobs.graph.adjacency import build_adjacency, stream_adjacency
     from jobs.graph.cooccurrence import node_kind, number_nodes
 
     numbered = number_nodes(vertices.groupBy("id").agg(node_kind()))
@@ -59,6 +66,8 @@ def walk_adjacency(vertices: DataFrame, edges: DataFrame, eps: float) -> Adjacen
     forward = kinds.join(index.toDF("src", "s"), "src", "left").join(
         index.toDF("dst", "d"), "dst", "left"
     )
+    if sum(capacity.values()) <= COLLECT_MAX_ENTRIES:
+        return build_adjacency(nodes, forward.select("s", "d", "k", "freq").toArrow(), eps)
 
     def way(a: str, b: str):
         return F.struct(F.col(a).alias("s"), F.col(b).alias("d"))

@@ -29,9 +29,10 @@ next node by inverse CDF over the current node's unvisited neighbours in id orde
 (:func:`jobs.graph.adjacency.pick`), so for a given graph the walks depend on the seed only.
 The walk uses its own ``eps``; the edges' ``weight`` column is not read.
 
-How it runs: Spark numbers the nodes in id order and streams the numbered entries to the
-driver in CSR order (:mod:`jobs.graph.entries`), which fills a CSR per edge kind (~12 bytes per
-directed edge, :mod:`jobs.graph.adjacency`) and broadcasts it; ``mapInArrow`` over the walk
+How it runs: Spark numbers the nodes in id order and hands the numbered graph to the driver
+(:mod:`jobs.graph.entries`: one collect, or streamed in CSR order when it is large), which
+fills a CSR per edge kind (~12 bytes per directed edge, :mod:`jobs.graph.adjacency`) and
+broadcasts it; ``mapInArrow`` over the walk
 numbers ``0 .. topics * epochs - 1`` runs every step of a batch of walks in numpy. A step
 costs ``O(log degree)`` per walk.
 """

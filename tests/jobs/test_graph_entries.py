@@ -47,13 +47,16 @@ def _reference(ids, edges, eps):
 
 
 @pytest.mark.parametrize(
-    ("records", "chunk", "partition"), [(10_000, 1 << 20, 1 << 22), (3, 5, 40)]
+    ("collect", "records", "chunk", "partition"),
+    [(1 << 25, 10_000, 1 << 20, 1 << 22), (0, 10_000, 1 << 20, 1 << 22), (0, 3, 5, 40)],
+    ids=["collected", "streamed", "streamed-in-small-pieces"],
 )
 def test_streamed_graph_equals_the_one_built_in_memory(
-    spark, monkeypatch, records, chunk, partition
+    spark, monkeypatch, collect, records, chunk, partition
 ):
-    # The second case: Arrow batches of 3 rows, chunks of 5+, a partition per ~40 entries.
+    # The last case: Arrow batches of 3 rows, chunks of 5+, a partition per ~40 entries.
     ids, edges = _graph()
+    monkeypatch.setattr(entries, "COLLECT_MAX_ENTRIES", collect)
     monkeypatch.setattr(entries, "CHUNK_ENTRIES", chunk)
     monkeypatch.setattr(entries, "PARTITION_ENTRIES", partition)
     vertices = spark.createDataFrame(
@@ -76,7 +79,9 @@ def test_streamed_graph_equals_the_one_built_in_memory(
     assert got.csr["topic_topic"].nbr.size == 2 * len(pairs) < 2 * 26  # parallel ones merged
 
 
-def test_an_empty_graph_streams_to_empty_csrs(spark):
+@pytest.mark.parametrize("collect", [1 << 25, 0], ids=["collected", "streamed"])
+def test_an_empty_graph_gives_empty_csrs(spark, monkeypatch, collect):
+    monkeypatch.setattr(entries, "COLLECT_MAX_ENTRIES", collect)
     vertices = spark.createDataFrame([("t:a", "a", "topic", 1)], VSCHEMA)
     adj = walk_adjacency(vertices, spark.createDataFrame([], ESCHEMA), 0.01)
     assert adj.ids.to_pylist() == ["t:a"] and adj.topics.tolist() == [0]
