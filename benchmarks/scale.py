@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -264,25 +265,44 @@ def synthesise_documents(root: str, docs: int) -> None:
 
 
 def answer_all(root: str, docs: int) -> dict[str, int]:
-    """Run every request shard of the ``concepts`` task through the real runner."""
+    """Run every request shard of the ``concepts`` task through the real runner.
+
+    The shards are independent (each writes its own files), so they run one per core, as
+    GPU pods would run them side by side.
+    """
     import jobs.concepts.tasks  # noqa: F401  (registers the task)
     from jobs.config import load_config
     from jobs.layout import Layout
     from jobs.llm.results import task_shards
+    from jobs.storage import Storage
+
+    cfg = load_config("local", None, overrides(root, docs))
+    shards = list(task_shards(Storage(cfg.storage), Layout(root, SNAPSHOT), "concepts"))
+    totals = {"requests": 0, "errors": 0}
+    workers = max(1, min(len(shards), os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers) as pool:
+        for requests, errors in pool.map(_answer_shard, [(root, docs, s) for s in shards]):
+            totals["requests"] += requests
+            totals["errors"] += errors
+    return totals
+
+
+def _answer_shard(job: tuple) -> tuple[int, int]:
+    """(requests, errors) of one shard answered by :class:`SyntheticExtractor`."""
+    import jobs.concepts.tasks  # noqa: F401  (registers the task)
+    from jobs.config import load_config
+    from jobs.layout import Layout
     from jobs.llm.runner import run_shard
     from jobs.llm.tasks import get_task
     from jobs.storage import Storage
 
+    root, docs, shard = job
     cfg = load_config("local", None, overrides(root, docs))
     storage, layout = Storage(cfg.storage), Layout(root, SNAPSHOT)
-    task = get_task("concepts")
     engine = SyntheticExtractor(docs)
-    totals = {"requests": 0, "errors": 0}
-    for shard in task_shards(storage, layout, "concepts"):
-        marker = run_shard(storage, layout, task, shard, engine, cfg, {"job": "benchmarks.scale"})
-        totals["requests"] += marker["requests"]
-        totals["errors"] += marker["errors"]
-    return totals
+    task, manifest = get_task("concepts"), {"job": "benchmarks.scale"}
+    marker = run_shard(storage, layout, task, shard, engine, cfg, manifest)
+    return marker["requests"], marker["errors"]
 
 
 def overrides(root: str, docs: int) -> list[str]:

@@ -309,7 +309,13 @@ def display_name(raw: str) -> str:
 
     Keeps the original wording and case; ``""`` when no letter or digit is left.
     """
-    text = _SPACE.sub(" ", _visible(str(raw))).strip()
+    return _display_name(str(raw))
+
+
+# Cached like node_key: a reply's parse meets each name more than once, a corpus thousands.
+@lru_cache(maxsize=1 << 16)
+def _display_name(raw: str) -> str:
+    text = _SPACE.sub(" ", _visible(raw)).strip()
     previous = None
     while text != previous:
         previous = text
@@ -330,7 +336,12 @@ def split_names(text: str, commas: bool = True) -> list[str]:
     not split: "Sum of $a, b$" and "Points (x, y)" stay one name. An unclosed quote or "$"
     is ignored rather than swallowing the rest of the list.
     """
-    return _split(text, commas, quotes=True)
+    return list(_split_cached(text, commas))
+
+
+@lru_cache(maxsize=1 << 16)
+def _split_cached(text: str, commas: bool) -> tuple[str, ...]:
+    return tuple(_split(text, commas, quotes=True))
 
 
 _SPANS = {"$": "$", '"': '"', "“": "”"}

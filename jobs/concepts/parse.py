@@ -70,6 +70,7 @@ _LEAD_LABEL = re.compile(
     re.I,
 )
 _FENCE = re.compile(r"^[ \t]*```[\w-]*[ \t]*$", re.M)
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _BOLD = re.compile(r"\*\*|__")
 # The list marker at the start of a line, with the bold a model may wrap around it.
 _MARKER = re.compile(
@@ -131,7 +132,10 @@ class _Group:
 
 def _clean(text: str) -> str:
     text = unicodedata.normalize("NFKC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = "".join(ch for ch in text if ch in "\t\n" or unicodedata.category(ch)[0] != "C")
+    if text.isascii():  # the only "C" characters in ASCII are the controls
+        text = _ASCII_CONTROL.sub("", text)
+    else:
+        text = "".join(ch for ch in text if ch in "\t\n" or unicodedata.category(ch)[0] != "C")
     return _FENCE.sub("", text)
 
 
@@ -230,7 +234,7 @@ def _bare_sub(marker: re.Match | None) -> tuple[int, ...] | None:
     return tuple(int(x) for x in marker.group("sub").split("."))
 
 
-def _outline_numbers(lines: list[str]) -> frozenset[tuple[int, ...]]:
+def _outline_numbers(markers: list[re.Match | None]) -> frozenset[tuple[int, ...]]:
     """The bare "1.5" line starts that the list's own numbering shows to be outline numbers.
 
     "1.1." or "(1.1)" is always a marker, but a bare "1.5 times rule" may be a name. It is a
@@ -239,8 +243,7 @@ def _outline_numbers(lines: list[str]) -> frozenset[tuple[int, ...]]:
     """
     subs: list[tuple[int, ...]] = []
     nums: set[int] = set()
-    for line in lines:
-        marker = _MARKER.match(line.strip().lstrip("#").strip())
+    for marker in markers:
         if marker and marker.group("sub"):
             subs.append(tuple(int(x) for x in marker.group("sub").split(".")))
         elif marker and (marker.group("num") or marker.group("tnum")):
@@ -253,21 +256,25 @@ def _outline_numbers(lines: list[str]) -> frozenset[tuple[int, ...]]:
     )
 
 
+def _line(raw: str) -> tuple[int, bool, str, re.Match | None]:
+    """A list line's indent, whether it is a markdown heading, its text and its list marker."""
+    body = raw.expandtabs(4)
+    indent = len(body) - len(body.lstrip())
+    body = body.strip()
+    heading = body.startswith("#")
+    body = body.lstrip("#").strip()
+    return indent, heading, body, _MARKER.match(body)
+
+
 def _items(section: str) -> list[_Item]:
     items: list[_Item] = []
     state: dict[str, tuple[int, ...]] = {}
-    lines = section.split("\n")
-    outline = _outline_numbers(lines)
-    for line in lines:
-        body = line.expandtabs(4)
-        indent = len(body) - len(body.lstrip())
-        body = body.strip()
-        heading = body.startswith("#")
-        body = body.lstrip("#").strip()
+    lines = [_line(raw) for raw in section.split("\n")]
+    outline = _outline_numbers([marker for *_, marker in lines])
+    for indent, heading, body, marker in lines:
         if not body.strip("*_ "):
             continue
         starts_bold = body.startswith(("**", "__"))
-        marker = _MARKER.match(body)
         bare = _bare_sub(marker)
         if bare is not None and bare not in outline:
             marker = None  # "1.5 times rule": the number is part of the name

@@ -229,8 +229,10 @@ def run_shard(
         "%s %s (key %s): %d requests, %d reused, %d to generate (%d failed before)",
         task.name, shard.stem, key, len(requests), len(requests) - len(todo), len(todo), failed,
     )  # fmt: skip
-    model = _generate(run, engine, requests, todo) if todo else None
-    return _finish(run, requests, len(todo), model, started, manifest or {})
+    # The replies this attempt already found parseable, so _finish need not parse them again.
+    parseable: set[str] = set()
+    model = _generate(run, engine, requests, todo, parseable) if todo else None
+    return _finish(run, requests, len(todo), model, started, manifest or {}, parseable)
 
 
 def _plan(run: _ShardRun, engine: Engine, requests: list[ChatRequest], todo: set[str]):
@@ -262,8 +264,12 @@ def _generate(
     engine: Engine | Callable[[], Engine],
     requests: list[ChatRequest],
     todo: set[str],
+    parseable: set[str],
 ) -> str:
-    """Generate the ``todo`` requests into a new attempt, one part file per engine call."""
+    """Generate the ``todo`` requests into a new attempt, one part file per engine call.
+
+    Adds to ``parseable`` the ids whose first reply passed the task's parse check.
+    """
     from tqdm import tqdm
 
     if not hasattr(engine, "generate"):
@@ -276,6 +282,8 @@ def _generate(
     )
     for n, batch in enumerate(_plan(run, engine, requests, todo)):  # type: ignore[arg-type]
         results = _generate_batch(engine, run.task, batch)  # type: ignore[arg-type]
+        if run.task.repairs:  # a reply without an error that was not repaired parsed
+            parseable.update(f.custom_id for f, first in results if first is None and not f.error)
         lines = [
             response_to_line(final, engine.model_name, 2 if first else 1, first)  # type: ignore[union-attr]
             for final, first in results
@@ -296,8 +304,12 @@ def _finish(
     model: str | None,
     started: float,
     manifest: dict[str, Any],
+    parseable: set[str],
 ) -> dict[str, Any]:
-    """Check every request is answered and few enough failed, then write stats and marker."""
+    """Check every request is answered and few enough failed, then write stats and marker.
+
+    ``parseable``: ids whose stored reply this process already parsed (not parsed again).
+    """
     storage, files, task = run.storage, run.files, run.task
     merged = merge_responses(storage, run.key_prefix)
     if set(merged) != {r.custom_id for r in requests}:
@@ -320,7 +332,11 @@ def _finish(
         "responses": len(lines),
         "errors": errors,
         "repaired": sum(1 for x in lines if x.attempts > 1),
-        "unparseable": sum(1 for x in ok if task.repairs and not _is_parseable(task, x.text)),
+        "unparseable": sum(
+            1
+            for x in ok
+            if task.repairs and x.custom_id not in parseable and not _is_parseable(task, x.text)
+        ),
         "finish_reasons": _count(x.finish_reason or "none" for x in lines),
         "tokens": {
             "prompt_tokens": sum(x.spent_prompt_tokens for x in lines),

@@ -354,3 +354,10 @@ def test_display_name(raw, shown):
 )
 def test_split_names(text, commas, parts):
     assert split_names(text, commas) == parts
+
+
+def test_split_names_hands_out_a_fresh_list_each_call():
+    """The split is cached; a caller extending its list must not change the next caller's."""
+    first = split_names("Sets; Maps")
+    first.append("changed")
+    assert split_names("Sets; Maps") == ["Sets", "Maps"]

@@ -517,3 +517,20 @@ def test_real_reply_sub_numbered_topic_list():
         "Calculus of One",
     ]
     assert result.skipped == {"duplicate": 2}
+
+
+def test_ascii_replies_lose_exactly_the_control_characters_the_general_path_drops():
+    """``_clean``'s ASCII shortcut keeps what the per-character category test keeps."""
+    import unicodedata
+
+    from jobs.concepts.parse import _FENCE, _clean
+
+    rng = random.Random(5)
+    alphabet = [chr(i) for i in range(128)]
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        general = unicodedata.normalize("NFKC", text.replace("\r\n", "\n").replace("\r", "\n"))
+        general = "".join(
+            ch for ch in general if ch in "\t\n" or unicodedata.category(ch)[0] != "C"
+        )
+        assert _clean(text) == _FENCE.sub("", general)

@@ -224,6 +224,33 @@ def test_unparseable_answer_is_repaired_once(env):
     assert marker["tokens"] == {"prompt_tokens": 50, "completion_tokens": 15}
 
 
+def test_each_reply_is_parsed_once_unless_repaired_or_from_an_earlier_attempt(env, make_config):
+    """The shard's stats reuse this attempt's parse checks; only what they did not see is parsed."""
+    _, storage, layout = env
+    parsed: list[str] = []
+
+    def parseable(text: str) -> bool:
+        parsed.append(text)
+        return text.startswith(("ok:", "PARSED:"))
+
+    task = LLMTask("counted", is_parseable=parseable, repair_prompt=lambda bad: REPAIR_MSG)
+    cfg = make_config("generation.max_error_share=0.5")
+    _write_requests(storage, layout, "counted", ["a", "b", "err1", "d"])
+    engine = EchoEngine(bad=frozenset({"b"}), stubborn=frozenset({"d"}))
+    marker = run_shard(storage, layout, task, ShardSpec(0, 1), engine, cfg)
+    # First replies a, b, d (err1 failed); then the two repaired finals once each in the stats.
+    assert sorted(parsed) == sorted(["ok:a", "garbage:b", "garbage:d", "PARSED:b", "garbage:d"])
+    assert (marker["repaired"], marker["unparseable"], marker["errors"]) == (2, 1, 1)
+    # A later attempt regenerates only err1 (failing again); the replies stored by the first
+    # attempt are parsed for the stats, as this process never checked them.
+    files = ShardFiles.of(layout, "counted", ShardSpec(0, 1))
+    storage.delete(files.done)
+    parsed.clear()
+    again = run_shard(storage, layout, task, ShardSpec(0, 1), EchoEngine(), cfg)
+    assert (again["unparseable"], again["errors"], again["generated_this_attempt"]) == (1, 1, 1)
+    assert sorted(parsed) == sorted(["ok:a", "PARSED:b", "garbage:d"])
+
+
 def test_done_shard_is_skipped_without_loading_a_model(env):
     cfg, storage, layout = env
     _write_requests(storage, layout, "plain", ["a", "b"])
