@@ -19,7 +19,8 @@ the real stages on it, each as its own process, the way the DAG runs them:
 
 Per stage it prints rows in / out, wall seconds, the peak resident memory of the stage's
 Python process (the job's driver), of its JVM (Spark's driver, with local executors) and of
-the largest Spark Python worker, sampled every 0.2 s, and the growth exponent ``k`` of the
+the largest Spark Python worker, sampled every 0.2 s (and the driver's and workers' private
+part: the walks' graph is a mapped file the workers share), and the growth exponent ``k`` of the
 stage's wall time and of its peak memory between consecutive sizes (``t ~ docs^k``; 1.0 is
 linear, 0 is flat). A failed stage prints its log's tail and stops that size.
 
@@ -320,11 +321,17 @@ def overrides(root: str, docs: int) -> list[str]:
 
 @dataclass
 class Peaks:
-    """Peak resident memory (MB) per process class of one stage, sampled in a thread."""
+    """Peak resident memory (MB) per process class of one stage, sampled in a thread.
+
+    ``*_private``: resident memory that is the process's own (RSS less file-backed and
+    shared pages), which is what the walks' mapped graph files do not add to.
+    """
 
     driver: float = 0.0
     jvm: float = 0.0
     worker: float = 0.0
+    driver_private: float = 0.0
+    worker_private: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def watch(self, pid: int) -> threading.Thread:
@@ -342,17 +349,20 @@ class Peaks:
                     return
                 for proc in procs:
                     try:
-                        rss = proc.memory_info().rss / 2**20
+                        mem = proc.memory_info()
+                        rss, private = mem.rss / 2**20, (mem.rss - mem.shared) / 2**20
                         name = proc.name()
                         cmd = " ".join(proc.cmdline())
                     except (psutil.NoSuchProcess, psutil.AccessDenied):
                         continue
                     if proc.pid == pid:
                         self.driver = max(self.driver, rss)
+                        self.driver_private = max(self.driver_private, private)
                     elif "java" in name:
                         self.jvm = max(self.jvm, rss)
                     elif "pyspark" in cmd:
                         self.worker = max(self.worker, rss)
+                        self.worker_private = max(self.worker_private, private)
                 self._stop.wait(0.2)
 
         thread = threading.Thread(target=loop, daemon=True)
@@ -457,8 +467,8 @@ def print_table(results: dict[int, list[StageRun]]) -> None:
     sizes = sorted(results)
     print()
     head = (f"{'docs':>8} {'stage':<18} {'rows in':>11} {'rows out':>11} {'quar.':>8} "
-            f"{'wall s':>8} {'driver MB':>9} {'JVM MB':>7} {'worker MB':>9} {'k time':>6} "
-            f"{'k mem':>6}")  # fmt: skip
+            f"{'wall s':>8} {'driver MB':>9} {'JVM MB':>7} {'worker MB':>9} {'drv priv':>8} "
+            f"{'wkr priv':>8} {'k time':>6} {'k mem':>6}")  # fmt: skip
     print(head)
     print("-" * len(head))
     for i, docs in enumerate(sizes):
@@ -474,7 +484,9 @@ def print_table(results: dict[int, list[StageRun]]) -> None:
             print(
                 f"{docs:>8,} {run.stage:<18} {fmt(run.rows_in):>11} {fmt(run.rows_out):>11} "
                 f"{fmt(run.quarantined):>8} {run.seconds:>8.1f} {run.peaks.driver:>9.0f} "
-                f"{run.peaks.jvm:>7.0f} {run.peaks.worker:>9.0f} {k_t:>6} {k_m:>6}",
+                f"{run.peaks.jvm:>7.0f} {run.peaks.worker:>9.0f} "
+                f"{run.peaks.driver_private:>8.0f} {run.peaks.worker_private:>8.0f} "
+                f"{k_t:>6} {k_m:>6}",
                 flush=True,
             )
 

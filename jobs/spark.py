@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,50 @@ def _hold(what: str) -> list[Callable[[], Any]]:
     if releases is None:
         raise RuntimeError(f"{what} outside jobs.spark.held(): nothing would ever release it")
     return releases
+
+
+def scratch_folder(prefix: str) -> str:
+    """A new folder on the driver's local disk, removed when the enclosing :func:`held` ends.
+
+    Under Spark's first local dir (``SPARK_LOCAL_DIRS``) where one is set, else the temp dir.
+    """
+    releases = _hold("a scratch folder")
+    local_dirs = os.environ.get("SPARK_LOCAL_DIRS", "").split(",")[0] or None
+    folder = tempfile.mkdtemp(prefix=prefix, dir=local_dirs)
+    releases.append(lambda: shutil.rmtree(folder, ignore_errors=True))
+    return folder
+
+
+@dataclass(frozen=True)
+class ShippedFiles:
+    """Where a Python worker finds the files :func:`ship_files` shipped (picklable)."""
+
+    folder: str | None  # the driver's folder (local master), or None: Spark fetched them
+
+    def path(self, name: str) -> str:
+        if self.folder is not None:
+            return os.path.join(self.folder, name)
+        from pyspark import SparkFiles
+
+        return SparkFiles.get(name)
+
+
+def ship_files(
+    spark: SparkSession, folder: str, names: list[str], fetch: bool | None = None
+) -> ShippedFiles:
+    """Make ``folder``'s files ``names`` readable by every Python worker, without copying them
+    into each: a local master's workers share the driver's disk; on a cluster (or with
+    ``fetch``) Spark fetches each file once per executor (``SparkContext.addFile``; names
+    must be unique in the session). Read them while the scope that made ``folder``
+    (:func:`scratch_folder`) is open.
+    """
+    if fetch is None:
+        fetch = not is_local_master(spark.sparkContext.master)
+    if not fetch:
+        return ShippedFiles(folder)
+    for name in names:
+        spark.sparkContext.addFile(os.path.join(folder, name))
+    return ShippedFiles(None)
 
 
 def persisted(df: DataFrame) -> DataFrame:

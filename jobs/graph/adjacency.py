@@ -15,7 +15,8 @@ pass over the row: hub rows of 10^4-10^5 entries are what the walks meet most.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -89,13 +90,15 @@ class CsrBuilder:
     chunk's) and weights; parallel entries merge, also across two chunks. Memory is the CSR's
     own arrays for ``capacity`` entries plus one chunk's temporaries, and ``cum`` is the same
     running sum a single pass over all the weights gives (up to rounding where parallel
-    entries straddle two chunks).
+    entries straddle two chunks). With a ``folder``, the two big arrays are ``.npy`` files
+    mapped there (``{name}.nbr.npy``, ``{name}.cum.npy``): the kernel pages them out, so the
+    process does not hold the graph, and :func:`save_csr` ships them as they are.
     """
 
-    def __init__(self, num_nodes: int, capacity: int) -> None:
+    def __init__(self, num_nodes: int, capacity: int, folder: str | None = None, name: str = ""):
         self.num_nodes = num_nodes
-        self.nbr = np.empty(capacity, dtype=np.int32)
-        self.cum = np.empty(capacity + 1, dtype=np.float64)
+        self.nbr = _array(folder, f"{name}.nbr", capacity, np.int32)
+        self.cum = _array(folder, f"{name}.cum", capacity + 1, np.float64)
         self.cum[0] = 0.0
         self.per_row = np.zeros(num_nodes, dtype=np.int64)
         self.size = 0
@@ -130,9 +133,60 @@ class CsrBuilder:
         np.cumsum(self.per_row, out=indptr[1:])
         n = self.size
         nbr, cum = self.nbr[:n], self.cum[: n + 1]
-        if n < self.nbr.size:  # copies, so the unused capacity is freed
+        if isinstance(self.nbr, np.memmap):
+            self.nbr.flush()
+            self.cum.flush()
+        elif n < self.nbr.size:  # copies, so the unused capacity is freed
             nbr, cum = nbr.copy(), cum.copy()
         return Csr(indptr, nbr, cum)
+
+
+def _array(folder: str | None, name: str, size: int, dtype) -> np.ndarray:
+    if folder is None:
+        return np.empty(size, dtype=dtype)
+    return np.lib.format.open_memmap(os.path.join(folder, f"{name}.npy"), "w+", dtype, (size,))
+
+
+@dataclass(frozen=True)
+class CsrFiles:
+    """One CSR as ``.npy`` files (names, and the length of each array that is the CSR's).
+
+    Python workers map them read-only (:meth:`open`) instead of each unpickling a copy: the
+    pages are the kernel's, shared by every process on the machine that maps the same file.
+    """
+
+    files: tuple[str, str, str]  # indptr, nbr, cum
+    lengths: tuple[int, int, int]
+
+    def open(self, locate: Callable[[str], str]) -> Csr:
+        """The CSR with its arrays mapped from ``locate(name)``."""
+        arrays = [
+            np.load(locate(name), mmap_mode="r")[:n] if n else np.zeros(0, dtype)
+            for name, n, dtype in zip(self.files, self.lengths, _CSR_DTYPES, strict=True)
+        ]
+        return Csr(*arrays)
+
+
+_CSR_DTYPES = (np.int64, np.int32, np.float64)
+
+
+def csr_name(folder: str | None, kind: str) -> str:
+    """The files' stem of ``kind``'s CSR in ``folder``: unique to the folder, for ``addFile``."""
+    return f"{os.path.basename(folder or '')}-{kind}"
+
+
+def save_csr(csr: Csr, folder: str, kind: str) -> CsrFiles:
+    """``csr`` as files in ``folder``; arrays :class:`CsrBuilder` mapped there are not copied."""
+    files = []
+    for part, array in zip(("indptr", "nbr", "cum"), (csr.indptr, csr.nbr, csr.cum), strict=True):
+        path = os.path.join(folder, f"{csr_name(folder, kind)}.{part}.npy")
+        # The builder's file starts with this array (its capacity may be longer: ``lengths``).
+        mapped = isinstance(array, np.memmap) and array.filename is not None
+        if not (mapped and os.path.exists(path) and os.path.samefile(array.filename, path)):
+            np.save(path, np.ascontiguousarray(array))
+        files.append(os.path.basename(path))
+    lengths = (csr.indptr.size, csr.nbr.size, csr.cum.size)
+    return CsrFiles(tuple(files), lengths)  # type: ignore[arg-type]
 
 
 def pick(csr: Csr, cur: np.ndarray, visited: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -193,17 +247,25 @@ def build_adjacency(nodes: pa.Table, edges: pa.Table, eps: float) -> Adjacency:
 
 
 def stream_adjacency(
-    nodes: pa.Table, chunks: Iterable[pa.Table], capacity: dict[str, int], eps: float
+    nodes: pa.Table,
+    chunks: Iterable[pa.Table],
+    capacity: dict[str, int],
+    eps: float,
+    folder: str | None = None,
 ) -> Adjacency:
     """The CSRs of a numbered graph from its directed entries, a chunk at a time.
 
     ``chunks``: ``(s, d, k, freq)`` tables as :func:`build_adjacency` takes, but every entry
     already directed (a ``topic_topic`` or ``concept_concept`` edge comes once each way) and
     all of them in ``(k, s, d)`` order across the chunks; ``capacity``: at least the number of
-    entries of each kind. The driver holds the CSRs (~12 bytes per entry) and one chunk.
+    entries of each kind. The driver holds one chunk, and the CSRs (~12 bytes per entry) in
+    memory, or mapped from files in ``folder`` (see :class:`CsrBuilder`).
     """
     ids = _node_ids(nodes)
-    builders = {kind: CsrBuilder(len(ids), capacity.get(kind, 0)) for kind in KINDS}
+    builders = {
+        kind: CsrBuilder(len(ids), capacity.get(kind, 0), folder, csr_name(folder, kind))
+        for kind in KINDS
+    }
     for chunk in chunks:
         src, dst, k, weight = checked_edges(chunk, len(ids), eps)
         if k.size and np.any(k[1:] < k[:-1]):

@@ -33,14 +33,17 @@ PARTITION_ENTRIES = 1 << 22
 COLLECT_MAX_ENTRIES = 1 << 25
 
 
-def walk_adjacency(vertices: DataFrame, edges: DataFrame, eps: float) -> Adjacency:
+def walk_adjacency(
+    vertices: DataFrame, edges: DataFrame, eps: float, folder: str | None = None
+) -> Adjacency:
     """The numbered graph of ``vertices`` and ``edges`` (graph tables) with a CSR per kind.
 
     Edges of another kind are left out; an edge whose end is not a vertex, a null ``freq``
     or a weight ``freq + eps`` that is not > 0 raises ``ValueError``. Runs Spark jobs for the
     nodes, the edges per kind (the CSRs' sizes), and then either one collect of the numbered
     edges (up to :data:`COLLECT_MAX_ENTRIES` directed entries) or the sorted entries'
-    range partitions, one at a time. Both give the same CSRs.
+    range partitions, one at a time. Both give the same CSRs; the streamed ones are built
+    in files in ``folder`` when one is given (:func:`jobs.graph.adjacency.stream_adjacency`).
     """
     import pyarrow as pa
     from pyspark.sql import functions as F
@@ -83,7 +86,7 @@ def walk_adjacency(vertices: DataFrame, edges: DataFrame, eps: float) -> Adjacen
     rows = ordered.mapInArrow(partial(_ipc_chunks, CHUNK_ENTRIES), "chunk binary")
     rows = rows.toLocalIterator()
     chunks = (pa.ipc.open_stream(row["chunk"]).read_all() for row in rows)
-    return stream_adjacency(nodes, chunks, capacity, eps)
+    return stream_adjacency(nodes, chunks, capacity, eps, folder)
 
 
 def _ipc_chunks(size: int, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -33,19 +33,21 @@ equal (as in a brute force) and the order above is the order of the doubles.
 ``top(P)`` without a walk x document join, and without enumerating each document's hub
 subsets (a document with 10 hubs holds ~600 subsets of up to 5 of them, and most are some
 walk's pattern): the documents holding a hub are ranked by ``(d, doc_id)``, and each hub
-gets a bitmap over those ranks. ``top(P)`` is then the ``k`` lowest set bits of the AND of
-the bitmaps of ``P``'s hubs, read from the lowest ranks upwards in growing windows, so a
-pattern whose hubs meet often stops after a few words. The bitmaps (``hubs x ranked docs``
-bits, a few MB at 10^5 documents) are broadcast; the distinct walk patterns are read in a
-``mapInArrow``.
+gets the set of those ranks (:class:`HubSets`): a bitmap for a hub in more than 1/32 of the
+documents, its sorted ranks for any other. ``top(P)`` is then the ``k`` lowest ranks common
+to ``P``'s hubs: for bitmaps alone the lowest set bits of their AND, read from the lowest
+ranks upwards in growing windows, so a pattern whose hubs meet often stops after a few
+words; otherwise the sparsest hub's ranks tested against the others'. The sets (at most 4
+bytes per (document, hub) pair, plus the bitmaps) are broadcast; the distinct walk patterns
+are read in a ``mapInArrow``.
 
 Row bound, with ``T = num_hub_docs``, ``k = num_refs``, ``h_W = |H_W|`` and ``S(D)`` the hubs
 of ``D`` held by some walk:
 
 * inverted-index join: ``sum_W sum_{n in W, df(n) <= T} df(n) <= T * sum_W |W|``;
 * walk patterns: ``sum_W (2^h_W - 1)`` rows, times ``k`` once joined to ``top(P)``;
-* hub bitmaps: ``sum_h N_h`` set bits, ``N_h`` the documents holding hub ``h``; each
-  distinct walk pattern reads at most ``|P|`` bitmaps and emits ``k`` rows.
+* hub sets: ``sum_h N_h`` members, ``N_h`` the documents holding hub ``h``; each distinct
+  walk pattern reads at most ``|P|`` sets and emits ``k`` rows.
 
 A hub ``h`` held by ``M_h`` walks and ``N_h`` documents costs ``O(M_h * 2^(h_W - 1) * k)``
 walk rows and ``N_h`` bits, never ``M_h * N_h`` rows. Walks
@@ -70,10 +72,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # A node in at most this many documents is joined through the inverted index (at most this
-# many rows per walk node); one in more is a hub, reached through the bitmaps. Measured on the
+# many rows per walk node); one in more is a hub, reached through its set. Measured on the
 # scale harness's 10^5-document graph (41,615 walks, 2 cores): 30 -> 107 s, 50 -> 83 s,
 # 100 -> 82 s, 1000 -> 239 s (the index join's 19.9M rows), the same references each time.
 NUM_HUB_DOCS = 100
+# A hub in more than this share of the ranked documents is a bitmap, any other its sorted
+# ranks: 4 bytes a document against 1/8 byte a document (:class:`HubSets`).
+DENSE_SHARE = 1 / 32
 
 
 def reference_docs(
@@ -87,7 +92,7 @@ def reference_docs(
     walk: Jaccard ``|W ∩ D| / |W ∪ D|`` descending, ties by ``doc_id`` ascending; a walk that
     shares no node with any document gets two empty arrays. ``num_hub_docs`` only moves work
     between the index join and the hub patterns (module docstring); the result is the same.
-    Runs one job at call time (the hubs' bitmaps, :func:`_pattern_tops`), whose broadcast
+    Runs one job at call time (the hubs' sets, :func:`_pattern_tops`), whose broadcast
     lives until the enclosing :func:`jobs.spark.held` scope ends: evaluate the result in it.
     """
     from pyspark.sql import Window
@@ -217,7 +222,7 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
 
     ``doc_hubs``: ``(doc_id, d_hubs, d_size)``, ``d_hubs`` the walks' hubs the document holds.
     Runs one job at call time: the documents in rank order with their hubs, collected for
-    the bitmaps and the ids, which are broadcast until the enclosing
+    the hubs' sets and the ids, which are broadcast until the enclosing
     :func:`jobs.spark.held` scope ends.
     """
     import numpy as np
@@ -228,7 +233,7 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
 
     spark = doc_hubs.sparkSession
     # One row per document in (d_size, doc_id) order: its position is its rank, so the ids
-    # travel with the bitmaps and nothing is ranked or joined a second time.
+    # travel with the hubs' sets and nothing is ranked or joined a second time.
     table = doc_hubs.orderBy("d_size", "doc_id").select("doc_id", "d_hubs").toArrow()
     doc_ids = table["doc_id"].combine_chunks()
     lists = table["d_hubs"].combine_chunks()
@@ -237,27 +242,20 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
     hub_of = {name: i for i, name in enumerate(names.to_pylist())}
     rank = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
     hub = pc.index_in(hubs, value_set=names).to_numpy().astype(np.int64)
-    width = max(1, -(-len(doc_ids) // 64))
-    bitmaps = np.zeros(len(hub_of) * width, dtype=np.uint64)
-    # (hub, rank) pairs are distinct, so adding the bits of one word ORs them.
-    np.add.at(
-        bitmaps,
-        hub * width + (rank >> 6),
-        np.left_shift(np.uint64(1), (rank & 63).astype(np.uint64)),
-    )
+    sets = HubSets(hub, rank, len(hub_of), len(doc_ids), DENSE_SHARE)
     log.info(
-        "grounding: %d hubs over %d ranked documents, %.1f MB of bitmaps broadcast",
-        len(hub_of), len(doc_ids), bitmaps.nbytes / 2**20,
+        "grounding: %d hubs over %d ranked documents (%d as bitmaps), %.1f MB broadcast",
+        len(hub_of), len(doc_ids), len(sets.bitmaps), sets.nbytes / 2**20,
     )  # fmt: skip
-    shared = broadcast(spark, (hub_of, bitmaps.reshape(len(hub_of), width), doc_ids))
-    del table, lists, hubs, rank, hub, bitmaps
+    shared = broadcast(spark, (hub_of, sets, doc_ids))
+    del table, lists, hubs, rank, hub, sets
 
     def run(batches):
-        hub_of, bitmaps, doc_ids = shared.value
+        hub_of, sets, doc_ids = shared.value
         for batch in batches:
             out_p, out_r = [], []
             for p in batch.column(0).to_pylist():
-                found = first_set_bits(bitmaps, [hub_of[h] for h in p], num_refs)
+                found = sets.first_common([hub_of[h] for h in p], num_refs)
                 out_p += [p] * len(found)
                 out_r += found
             yield pa.RecordBatch.from_arrays(
@@ -270,6 +268,64 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
         .distinct()
         .mapInArrow(run, "pattern array<string>, doc_id string")
     )
+
+
+class HubSets:
+    """The ranked documents holding each hub: a bitmap, or its sorted ranks where smaller.
+
+    A hub in more than ``dense_share`` of the ``num_docs`` documents is a row of bits
+    (``num_docs / 8`` bytes); any other hub is its ranks, ascending, 4 bytes each. A bitmap
+    costs less than ``1 / (8 * dense_share)`` bytes per member (4 at 1/32), so the whole
+    takes at most 4 bytes per (document, hub) pair: linear in the corpus, where one bitmap
+    per hub grows as hubs x documents.
+    """
+
+    def __init__(self, hub, rank, num_hubs: int, num_docs: int, dense_share: float):
+        import numpy as np
+
+        df = np.bincount(hub, minlength=num_hubs)
+        self.dense = df > dense_share * num_docs
+        self.row = np.cumsum(self.dense) - 1  # a dense hub's bitmap row
+        width = max(1, -(-num_docs // 64))
+        dense_pairs = self.dense[hub]
+        h, r = hub[dense_pairs], rank[dense_pairs]
+        self.bitmaps = np.zeros((int(self.dense.sum()), width), dtype=np.uint64)
+        # (hub, rank) pairs are distinct, so adding the bits of one word ORs them.
+        np.add.at(
+            self.bitmaps,
+            (self.row[h], r >> 6),
+            np.left_shift(np.uint64(1), (r & 63).astype(np.uint64)),
+        )
+        order = np.argsort(hub[~dense_pairs], kind="stable")  # ranks stay ascending per hub
+        self.ranks = rank[~dense_pairs][order].astype(np.int32)
+        self.ptr = np.zeros(num_hubs + 1, dtype=np.int64)
+        np.cumsum(np.where(self.dense, 0, df), out=self.ptr[1:])
+
+    @property
+    def nbytes(self) -> int:
+        return self.bitmaps.nbytes + self.ranks.nbytes + self.ptr.nbytes
+
+    def first_common(self, hubs: list[int], k: int) -> list[int]:
+        """The ``k`` lowest ranks held by every hub in ``hubs`` (fewer if not)."""
+        import numpy as np
+
+        sparse = [h for h in hubs if not self.dense[h]]
+        if not sparse:
+            return first_set_bits(self.bitmaps, [int(self.row[h]) for h in hubs], k)
+        # The sparsest hub's ranks, ascending, tested against the others: the first k left.
+        base = min(sparse, key=lambda h: self.ptr[h + 1] - self.ptr[h])
+        keep = self.ranks[self.ptr[base] : self.ptr[base + 1]].astype(np.int64)
+        for h in hubs:
+            if h == base or keep.size == 0:
+                continue
+            if self.dense[h]:
+                bits = self.bitmaps[self.row[h], keep >> 6] >> (keep & 63).astype(np.uint64)
+                keep = keep[(bits & np.uint64(1)).astype(bool)]
+            else:
+                theirs = self.ranks[self.ptr[h] : self.ptr[h + 1]]
+                at = np.searchsorted(theirs, keep)
+                keep = keep[(at < theirs.size) & (theirs[np.minimum(at, theirs.size - 1)] == keep)]
+        return keep[:k].tolist()
 
 
 def first_set_bits(bitmaps, rows: list[int], k: int) -> list[int]:

@@ -31,10 +31,12 @@ The walk uses its own ``eps``; the edges' ``weight`` column is not read.
 
 How it runs: Spark numbers the nodes in id order and hands the numbered graph to the driver
 (:mod:`jobs.graph.entries`: one collect, or streamed in CSR order when it is large), which
-fills a CSR per edge kind (~12 bytes per directed edge, :mod:`jobs.graph.adjacency`) and
-broadcasts it; ``mapInArrow`` over the walk
-numbers ``0 .. topics * epochs - 1`` runs every step of a batch of walks in numpy. A step
-costs ``O(log degree)`` per walk.
+fills a CSR per edge kind (~12 bytes per directed edge, :mod:`jobs.graph.adjacency`) in
+``.npy`` files (a large graph's straight into mapped files, so the driver does not hold it);
+the Python workers map those files read-only, one copy in the page cache for all of them
+(:func:`jobs.spark.ship_files`), and ``mapInArrow`` over the walk numbers
+``0 .. topics * epochs - 1`` runs every step of a batch of walks in numpy. A step costs
+``O(log degree)`` per walk.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jobs.graph.adjacency import Adjacency, pick
+from jobs.graph.adjacency import Adjacency, CsrFiles, pick
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
+
+    from jobs.spark import ShippedFiles
 
 CONCEPT_STARTS = ("last", "start", "random")
 END_REASONS = ("complete", "topic_dead_end", "no_concept", "concept_dead_end")
@@ -169,6 +173,23 @@ class WalkGraph:
     topic_hash: np.ndarray
 
 
+@dataclass(frozen=True)
+class ShippedGraph:
+    """A :class:`WalkGraph` with its CSRs left in files: what the walks' broadcast carries."""
+
+    ids: pa.Array
+    topics: np.ndarray
+    topic_hex: list[str]
+    topic_hash: np.ndarray
+    csr: dict[str, CsrFiles]
+    files: ShippedFiles
+
+    def open(self) -> WalkGraph:
+        """The graph with every CSR mapped read-only from its files."""
+        csr = {kind: files.open(self.files.path) for kind, files in self.csr.items()}
+        return WalkGraph(Adjacency(self.ids, self.topics, csr), self.topic_hex, self.topic_hash)
+
+
 def _steps(csr, cur, path, live, limit, seed, keys, first_step, column0):
     """Move the ``live`` walks up to ``limit[i]`` steps; fill ``path`` from ``column0``.
 
@@ -249,23 +270,28 @@ def sample_walks(vertices: DataFrame, edges: DataFrame, params: WalkParams) -> D
     ``topics`` (visit order, start first), ``concepts`` (visit order), ``end_reason``.
     Runs the Spark jobs of :func:`jobs.graph.entries.walk_adjacency` here (the graph streamed
     to the driver, which holds its CSR); the returned DataFrame runs the walks, a
-    ``mapInArrow`` over the walk numbers with the CSR broadcast, when it is evaluated:
-    evaluate it inside the :func:`jobs.spark.held` scope that was open when it was made (its
-    end destroys the broadcast).
+    ``mapInArrow`` over the walk numbers with the CSRs mapped from files, when it is
+    evaluated: evaluate it inside the :func:`jobs.spark.held` scope that was open when it was
+    made (its end destroys the broadcast and removes the files).
     """
+    from jobs.graph.adjacency import save_csr
     from jobs.graph.entries import walk_adjacency
-    from jobs.spark import broadcast
+    from jobs.spark import broadcast, scratch_folder, ship_files
 
-    adj = walk_adjacency(vertices, edges, params.eps)
-    hexes, hashes = topic_hashes(adj.ids.take(adj.topics).to_pylist())
     spark = vertices.sparkSession
-    shared = broadcast(spark, WalkGraph(adj, hexes, hashes))
+    folder = scratch_folder("synthllm-walk-graph-")
+    adj = walk_adjacency(vertices, edges, params.eps, folder)
+    hexes, hashes = topic_hashes(adj.ids.take(adj.topics).to_pylist())
+    csr = {kind: save_csr(c, folder, kind) for kind, c in adj.csr.items()}
+    files = ship_files(spark, folder, [name for f in csr.values() for name in f.files])
+    shared = broadcast(spark, ShippedGraph(adj.ids, adj.topics, hexes, hashes, csr, files))
     num_walks = len(adj.topics) * params.num_epochs
+    del adj  # the workers map the files; the driver need not keep the CSRs
     # Any split gives the same walks; one partition per core keeps both busy.
     parts = max(1, min(spark.sparkContext.defaultParallelism, num_walks))
 
     def run(batches):
-        graph = shared.value
+        graph = shared.value.open()
         for batch in batches:
             yield walk_batch(graph, params, batch.column(0).to_numpy())
 

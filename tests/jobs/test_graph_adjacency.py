@@ -7,7 +7,15 @@ import pyarrow as pa
 import pytest
 from scipy.stats import chisquare
 
-from jobs.graph.adjacency import KINDS, Csr, CsrBuilder, build_adjacency, pick, stream_adjacency
+from jobs.graph.adjacency import (
+    KINDS,
+    Csr,
+    CsrBuilder,
+    build_adjacency,
+    pick,
+    save_csr,
+    stream_adjacency,
+)
 from jobs.graph.walks import uniform, unit_interval
 
 EPS = 0.01
@@ -149,8 +157,9 @@ def _directed(rng, num_nodes: int, m: int) -> pa.Table:
     })  # fmt: skip
 
 
+@pytest.mark.parametrize("mapped", [False, True], ids=["in-memory", "in-files"])
 @pytest.mark.parametrize("chunk", [1, 7, 64, 10_000])
-def test_streamed_csrs_equal_the_in_memory_ones_whatever_the_chunks(chunk):
+def test_streamed_csrs_equal_the_in_memory_ones_whatever_the_chunks(chunk, mapped, tmp_path):
     rng = np.random.default_rng(chunk)
     n = 30
     nodes = pa.table(
@@ -165,13 +174,42 @@ def test_streamed_csrs_equal_the_in_memory_ones_whatever_the_chunks(chunk):
     want = build_adjacency(nodes, half, 0.5)
     chunks = [directed.slice(i, chunk) for i in range(0, directed.num_rows, chunk)]
     capacity = {kind: 2_000 for kind in KINDS}
-    got = stream_adjacency(nodes, chunks, capacity, 0.5)
+    got = stream_adjacency(nodes, chunks, capacity, 0.5, str(tmp_path) if mapped else None)
     assert got.ids.equals(want.ids) and got.topics.tolist() == want.topics.tolist()
     for kind in KINDS:
         g, w = got.csr[kind], want.csr[kind]
         assert g.indptr.tolist() == w.indptr.tolist() and g.nbr.tolist() == w.nbr.tolist()
         assert g.cum.tolist() == w.cum.tolist()  # halves are exact: the same running sums
         assert g.nbr.size == g.cum.size - 1 < capacity[kind]  # trimmed to what came
+        assert isinstance(g.nbr, np.memmap) is isinstance(g.cum, np.memmap) is mapped
+    if mapped:  # the builder's files are the big arrays' only copy: saving reuses them
+        stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+        assert len(stamps) == 2 * len(KINDS)
+        files = {kind: save_csr(got.csr[kind], str(tmp_path), kind) for kind in KINDS}
+        after = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+        assert {name: after[name] for name in stamps} == stamps
+        for kind in KINDS:
+            back = files[kind].open(lambda name: str(tmp_path / name))
+            assert back.nbr.tolist() == want.csr[kind].nbr.tolist()
+            assert back.cum.tolist() == want.csr[kind].cum.tolist()
+            assert back.indptr.tolist() == want.csr[kind].indptr.tolist()
+
+
+def test_saved_csrs_open_read_only_and_equal_whatever_their_size(tmp_path):
+    """In-memory CSRs (the collected graph's) are written once and mapped back unchanged."""
+    empty = Csr.from_edges(np.zeros(0, np.int64), np.zeros(0, np.int64), [], 3, both=True)
+    for kind, csr in zip(KINDS, [_csr(), empty, _csr()], strict=True):
+        files = save_csr(csr, str(tmp_path), kind)
+        back = files.open(lambda name: str(tmp_path / name))
+        pairs = zip((csr.indptr, csr.nbr, csr.cum), (back.indptr, back.nbr, back.cum), strict=True)
+        for a, b in pairs:
+            assert a.dtype == b.dtype and a.tolist() == b.tolist()
+        if csr.nbr.size:
+            assert not back.nbr.flags.writeable
+            assert pick(back, np.array([0]), np.full((1, 1), -1), np.array([0.5])).tolist() == (
+                pick(csr, np.array([0]), np.full((1, 1), -1), np.array([0.5])).tolist()
+            )
+    assert len({p.name for p in tmp_path.iterdir()}) == 3 * len(KINDS)
 
 
 def test_csr_builder_refuses_entries_out_of_order_or_past_its_capacity():

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from jobs.graph.grounding import candidate_pairs, first_set_bits, reference_docs
+from jobs.graph import grounding
+from jobs.graph.grounding import HubSets, candidate_pairs, first_set_bits, reference_docs
 
 SEEDS = (0, 1, 2, 3)
 
@@ -31,6 +32,35 @@ def test_first_set_bits_are_the_lowest_common_positions_across_windows(k):
         common = set.intersection(*(sets[r] for r in chosen))
         assert first_set_bits(bitmaps, chosen, k) == sorted(common)[:k], chosen
     assert first_set_bits(np.zeros((1, 0), dtype=np.uint64), [0], k) == []
+
+
+@pytest.mark.parametrize(
+    "dense_share", [0.0, 1 / 32, 0.3, 2.0], ids=["bitmaps", "mixed", "few-bitmaps", "ranks"]
+)
+def test_hub_sets_give_the_lowest_common_ranks_whatever_their_form(dense_share):
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    num_docs, num_hubs = 5_000, 12
+    sizes = [4_000, 2_500, 900, 300, 160, 150, 40, 12, 3, 1, 0, 2_000]
+    members = [set(rng.choice(num_docs, n, replace=False).tolist()) for n in sizes]
+    members[3] |= {4_998, 4_999}  # common to 0, 1, 3 only near the end
+    members[0] |= {4_998, 4_999}
+    members[1] |= {4_998, 4_999}
+    # Pairs in rank order, as the documents come (each document's hubs in any order).
+    pairs = sorted((r, h) for h, docs in enumerate(members) for r in docs)
+    rank = np.array([r for r, _ in pairs], dtype=np.int64)
+    hub = np.array([h for _, h in pairs], dtype=np.int64)
+    sets = HubSets(hub, rank, num_hubs, num_docs, dense_share)
+    dense = int(sets.dense.sum())
+    assert dense == {0.0: 11, 1 / 32: 6, 0.3: 3, 2.0: 0}[dense_share]  # hub 10 holds nothing
+    assert sets.nbytes <= max(4 * len(pairs), dense * num_docs // 8) + 8 * (num_hubs + 1)
+    patterns = [[0], [0, 1], [0, 1, 3], [3, 0, 1], [2, 5], [0, 8], [9], [10], [10, 0],
+                [6, 7, 0], [11, 0, 1, 2], list(range(num_hubs))]  # fmt: skip
+    for k in (1, 2, 5):
+        for p in patterns:
+            common = set.intersection(*(members[h] for h in p))
+            assert sets.first_common(p, k) == sorted(common)[:k], (p, k)
 
 
 def _graph(seed: int) -> tuple[dict, list]:
@@ -100,7 +130,13 @@ def seeded(spark):
     [(1, 4), (2, 4), (3, 4), (2, 0), (2, 10**9)],
     ids=["k1", "k2", "k3", "all-hubs", "no-hubs"],
 )
-def test_matches_brute_force_with_hubs_and_ties(seeded, num_refs, num_hub_docs):
+@pytest.mark.parametrize(
+    "dense_share", [grounding.DENSE_SHARE, 0.0, 2.0], ids=["", "bitmaps", "ranks"]
+)
+def test_matches_brute_force_with_hubs_and_ties(
+    seeded, num_refs, num_hub_docs, dense_share, monkeypatch
+):
+    monkeypatch.setattr(grounding, "DENSE_SHARE", dense_share)
     docs, walks, walk_df, doc_df = seeded
     got = {
         r.walk_id: (r.ref_doc_ids, r.ref_jaccard)

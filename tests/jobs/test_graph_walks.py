@@ -81,6 +81,23 @@ def test_steps_are_drawn_in_proportion_to_freq_plus_eps(spark):
     _check_proportional(*_first_steps(walks))
 
 
+def test_the_walk_graph_s_files_are_mapped_by_the_workers_and_removed_after(
+    spark, monkeypatch, tmp_path
+):
+    from jobs.spark import held
+
+    monkeypatch.setenv("SPARK_LOCAL_DIRS", str(tmp_path))
+    vertices, edges = _graph(spark, RACE_EDGES)
+    with held():
+        walks = sample_walks(vertices, edges, WalkParams(**RACE_PARAMS))
+        (folder,) = tmp_path.iterdir()
+        assert folder.name.startswith("synthllm-walk-graph-")
+        # Three CSRs of three arrays each; the driver kept no copy to broadcast.
+        assert len(list(folder.glob("*.npy"))) == 9
+        assert len(walks.collect()) == 3 * 1000
+    assert list(tmp_path.iterdir()) == []
+
+
 def _random_graph(seed=3, n_topics=15, n_concepts=40):
     rng = random.Random(seed)
     topics = [f"t:{i:02d}" for i in range(n_topics)]

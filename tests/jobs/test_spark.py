@@ -1,5 +1,7 @@
 """The SparkSession builder with the real jars: s3a against a loopback S3 API, GraphFrames."""
 
+from pathlib import Path
+
 import pytest
 
 from jobs.config import load_config
@@ -10,6 +12,8 @@ from jobs.spark import (
     jar_paths,
     persisted,
     require_graphframes,
+    scratch_folder,
+    ship_files,
 )
 
 
@@ -117,6 +121,58 @@ def test_persisting_outside_held_is_refused(spark):
             broadcast(spark, 1)
     finally:
         spark_module._HELD.reset(token)
+
+
+def test_a_scratch_folder_lives_as_long_as_its_scope(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPARK_LOCAL_DIRS", f"{tmp_path},/elsewhere")
+    with held():
+        folder = scratch_folder("walks-")
+        (Path(folder) / "a.npy").write_bytes(b"x")
+        assert Path(folder).parent == tmp_path and Path(folder).name.startswith("walks-")
+    assert not Path(folder).exists()
+
+
+def test_shipped_files_are_the_driver_s_own_locally_and_fetched_by_spark_on_a_cluster(tmp_path):
+    class Context:  # records what a cluster's SparkContext would be asked to fetch
+        def __init__(self, master):
+            self.master, self.added = master, []
+
+        def addFile(self, path):  # noqa: N802 (Spark's name)
+            self.added.append(path)
+
+    class Session:
+        def __init__(self, master):
+            self.sparkContext = Context(master)  # noqa: N815 (Spark's name)
+
+    local = Session("local[2]")
+    assert ship_files(local, str(tmp_path), ["a.npy"]).path("a.npy") == str(tmp_path / "a.npy")
+    assert local.sparkContext.added == []
+    cluster = Session("k8s://https://10.0.0.1:6443")
+    shipped = ship_files(cluster, str(tmp_path), ["a.npy", "b.npy"])
+    assert shipped.folder is None
+    assert cluster.sparkContext.added == [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]
+
+
+def test_files_spark_fetches_are_mapped_by_its_python_workers(spark):
+    """The cluster path through a real session: addFile, then SparkFiles in the workers."""
+    import uuid
+
+    import numpy as np
+
+    with held():
+        folder = scratch_folder("ship-")
+        name = f"{uuid.uuid4().hex}.npy"  # addFile names are unique per session
+        np.save(Path(folder) / name, np.arange(10, dtype=np.int32))
+        shipped = ship_files(spark, folder, [name], fetch=True)
+        assert shipped.folder is None
+
+        def read(rows):
+            values = np.load(shipped.path(name), mmap_mode="r")
+            return [(int(values[r.id]), shipped.path(name)) for r in rows]
+
+        got = spark.range(10).repartition(2).rdd.mapPartitions(read).collect()
+    assert sorted(v for v, _ in got) == list(range(10))
+    assert all(not path.startswith(folder) for _, path in got)  # Spark's copy, not the driver's
 
 
 def test_no_job_takes_a_local_checkpoint():
