@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,7 +257,8 @@ class ResponseStream:
         if self._read:
             raise RuntimeError(f"task {self.task!r}: a ResponseStream is read once")
         self._read = True
-        for spec in self.shards:
+        started, done = time.monotonic(), 0
+        for n, spec in enumerate(self.shards, 1):
             shard = read_shard_responses(self.storage, self.layout, self.task, spec)
             self.unknown_ids += shard.unknown_ids
             for _, line in shard.pairs:
@@ -265,6 +267,12 @@ class ResponseStream:
                     self.tokens["completion"] += line.spent_completion_tokens
             self._models = shard.models
             yield shard
+            done += len(shard.pairs)
+            elapsed = time.monotonic() - started
+            log.info(
+                "%s: %d of %d shards through (%s), %d requests so far, %.0f s",
+                *(self.task, n, len(self.shards), shard.source, done, elapsed),
+            )
         if self.unknown_ids:
             log.warning("%s: ignored %d responses to unknown requests", self.task, self.unknown_ids)
 

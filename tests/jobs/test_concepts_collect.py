@@ -278,3 +278,15 @@ def test_a_failure_midway_commits_nothing_and_leaves_no_staging(make_config, mon
     storage, layout = Storage(cfg.storage), Layout(cfg.storage.root_uri, SNAP)
     for uri in (layout.table("doc_concepts"), layout.quarantine("doc_concepts")):
         assert storage.list(uri) == [], uri  # no _SUCCESS, no part, no _tmp left
+
+
+def test_progress_is_logged_once_per_shard_with_the_requests_so_far(make_config, caplog):
+    cfg = make_config()
+    build_task(cfg, 12, shard_size=4)  # 3 shards
+    with caplog.at_level("INFO", logger="jobs.llm.shards"):
+        collect.run(make_ctx(cfg))
+    lines = [r.getMessage() for r in caplog.records if "shards through" in r.getMessage()]
+    assert [line.split(" (")[0] for line in lines] == [
+        f"{TASK}: {n} of 3 shards through" for n in (1, 2, 3)
+    ]
+    assert [int(line.split("), ")[1].split()[0]) for line in lines] == [4, 8, 12]
