@@ -19,10 +19,12 @@ the real stages on it, each as its own process, the way the DAG runs them:
 
 Per stage it prints rows in / out, wall seconds, the peak resident memory of the stage's
 Python process (the job's driver), of its JVM (Spark's driver, with local executors) and of
-the largest Spark Python worker, sampled every 0.2 s (and the driver's and workers' private
-part: the walks' graph is a mapped file the workers share), and the growth exponent ``k`` of the
-stage's wall time and of its peak memory between consecutive sizes (``t ~ docs^k``; 1.0 is
-linear, 0 is flat). A failed stage prints its log's tail and stops that size.
+the largest Spark Python worker (or answering process), sampled every 0.2 s, with the
+private part of the driver's and the workers' (the walks' graph is a file the workers map
+and share), and the growth exponent ``k`` of the stage's wall time and of its peak memory
+between consecutive sizes (``t ~ docs^k``; 1.0 is linear, 0 is flat). Each stage's figures
+are printed as it ends, the table at the end. A failed stage prints its log's tail and
+stops that size.
 
     python benchmarks/scale.py                                # 10^4, 10^5, 5.2×10^5
     python benchmarks/scale.py --sizes 2000 20000 --keep var/bench-scale
@@ -360,7 +362,7 @@ class Peaks:
                         self.driver_private = max(self.driver_private, private)
                     elif "java" in name:
                         self.jvm = max(self.jvm, rss)
-                    elif "pyspark" in cmd:
+                    elif "pyspark" in cmd or "python" in name:  # Spark's, or a process pool's
                         self.worker = max(self.worker, rss)
                         self.worker_private = max(self.worker_private, private)
                 self._stop.wait(0.2)
@@ -531,8 +533,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"   FAILED {exc}", flush=True)
                     break
                 results[docs].append(run)
+                pk = run.peaks  # a run stopped later keeps this stage's figures
                 print(f"   {stage}: {run.seconds:.1f}s, rows {fmt(run.rows_in)} → "
-                      f"{fmt(run.rows_out)}", flush=True)  # fmt: skip
+                      f"{fmt(run.rows_out)}; peak MB driver {pk.driver:.0f} "
+                      f"(private {pk.driver_private:.0f}), JVM {pk.jvm:.0f}, worker "
+                      f"{pk.worker:.0f} (private {pk.worker_private:.0f})", flush=True)  # fmt: skip
             print(f"   graph: {graph_summary(root)}", flush=True)
         print_table(results)
     return 0
