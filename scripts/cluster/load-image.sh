@@ -15,43 +15,12 @@ ctr --address "$CONTAINERD_ADDRESS" version >/dev/null 2>&1 ||
   die "the cluster's containerd is not running at $CONTAINERD_ADDRESS (run: make cluster-up)"
 
 STAMP_DIR="$SYNTHLLM_CLUSTER_STATE/containerd/imported"
+# shellcheck source=import-lib.sh
+source "$(dirname "$0")/import-lib.sh"
+trap '[[ -z $save_tmp ]] || rm -rf "$save_tmp"' EXIT
 
-# The tag podman stores REF under (podman puts "localhost/" before names without a registry).
-podman_name() {
-  local ref=$1 tag tags
-  tags=$(podman image inspect --format '{{range .RepoTags}}{{println .}}{{end}}' "$ref" 2>/dev/null) ||
-    die "podman has no image $ref"
-  for tag in $tags; do
-    case $tag in
-      "$ref" | "localhost/$ref" | "$ref:latest" | "localhost/$ref:latest")
-        printf '%s\n' "$tag"
-        return 0
-        ;;
-    esac
-  done
-  tag=$(head -n 1 <<<"$tags")
-  [[ -n $tag ]] || die "image $ref has no name; tag it first (podman tag $ref localhost/NAME:TAG)"
-  printf '%s\n' "$tag"
-}
-
-containerd_has() { ctr_k8s images ls -q | grep -xF "$1" >/dev/null; }
-
-# Nothing pulls images back here, and each is gigabytes: once a build of a repository is in,
-# the node keeps only that tag of it (a pod still running an old one keeps its snapshot).
-drop_other_tags() {
-  local name repo other
-  for name in "$@"; do
-    repo=${name%:*}
-    while read -r other; do
-      [[ $other == "$repo:"* && $other != "$name" ]] || continue
-      log "removing the older $other from containerd"
-      ctr_k8s images rm "$other" >/dev/null || true
-    done < <(ctr_k8s images ls -q)
-  done
-}
-
-# Every image still to import goes into ONE archive: images built FROM another (the Spark
-# image FROM the Python one) share its layers, which a multi-image archive holds once.
+# Every image still to import goes into ONE archive: images that share layers (the Python and
+# Spark images, both FROM the Python image's runtime stage) hold them once there.
 load_images() {
   local ref name id stamp start=$SECONDS names=() ids=() todo=()
   for ref in "$@"; do
@@ -67,9 +36,12 @@ load_images() {
     names+=("$name")
   done
   if ((${#todo[@]})); then
+    new_save_tmp
+    check_space "${todo[@]}"
     log "podman save --multi-image-archive ${todo[*]} | ctr -n k8s.io images import"
-    podman save --multi-image-archive --format docker-archive "${todo[@]}" |
+    TMPDIR=$save_tmp podman save --multi-image-archive --format docker-archive "${todo[@]}" |
       ctr_k8s images import --snapshotter overlayfs - >/dev/null
+    rm -rf "$save_tmp"
     mkdir -p "$STAMP_DIR"
     local i
     for i in "${!todo[@]}"; do
@@ -77,8 +49,8 @@ load_images() {
       printf '%s\n' "${ids[i]}" >"$STAMP_DIR/$(tr '/:' '__' <<<"${todo[i]}").id"
     done
     log "imported ${todo[*]} into containerd in $((SECONDS - start))s"
-    drop_other_tags "${todo[@]}"
   fi
+  drop_other_tags "${todo[@]}"
   for name in "${names[@]}"; do
     log "pods use image: $name"
     printf '%s\n' "$name" >&3

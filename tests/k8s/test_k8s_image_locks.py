@@ -75,7 +75,7 @@ def test_locks_hold_what_each_image_needs_and_no_gpu_compiler():
     # triton (~1 GB, torch.compile on a GPU only) stays out, though PyPI's torch declares it.
     assert "triton" in requirement_pins(CONSTRAINTS)
     assert "triton" not in python and "triton" not in spark
-    # Built FROM the Python image: the Spark lock repeats none of its packages.
+    # Built FROM the Python image's runtime stage: the Spark lock repeats none of its packages.
     assert set(python) & set(spark) == set()
     for kind, lock in (("python", set(python)), ("spark", set(python) | set(spark))):
         roots = set(requirement_pins(IMAGES / kind / "requirements.txt"))

@@ -131,10 +131,17 @@ def test_python_image_is_the_spark_images_base():
     from synthllm_tasks import kubernetes as kube
 
     python, spark = dockerfile("python"), dockerfile("spark")
-    assert "ARG BASE_IMAGE=python:3.11.14-slim-bookworm\nFROM ${BASE_IMAGE}\n" in python
-    # The Spark image adds Java and Spark to the Python image of the same build.
-    default = f"{kube.IMAGE_REGISTRY}/python:{kube.DEFAULT_IMAGE_TAG}"
-    assert f"ARG PYTHON_IMAGE={default}\nFROM ${{PYTHON_IMAGE}}\n" in spark
+    assert "ARG BASE_IMAGE=python:3.11.14-slim-bookworm\n" in python
+    # The Spark image adds Java and Spark to the Python image's runtime stage of the same
+    # build, and then the same code as the Python image's last stage.
+    assert "FROM ${BASE_IMAGE} AS runtime\n" in python and "\nFROM runtime\n" in python
+    default = f"{kube.IMAGE_REGISTRY}/python-runtime:{kube.DEFAULT_IMAGE_TAG}"
+    assert f"ARG RUNTIME_IMAGE={default}\nFROM ${{RUNTIME_IMAGE}}\n" in spark
+    copies = re.compile(r"^COPY (?:jobs|configs|expectations)/ .*$", re.M)
+    code = copies.findall(python)
+    assert len(code) == 3 and code == copies.findall(spark)
+    # Only the last stage copies code: the runtime layers stay cached across code changes.
+    assert python.index("\nFROM runtime\n") < python.index(code[0])
     assert "openjdk-17-jre-headless" in spark  # Spark 4 runs on Java 17 or later
     # SPARK_HOME is pyspark inside the Python image's venv: its Python must be the base's.
     (home,) = re.findall(r"SPARK_HOME=(\S+)", spark)
@@ -333,32 +340,40 @@ def test_build_script_tags_with_the_commit_and_passes_it_in(monkeypatch):
     assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?", tag)
     lines = build_dry_run("python", "spark", "vllm")
     assert lines[-1] == [f"SYNTHLLM_IMAGE_TAG={tag}"]
-    builds = {cmd[cmd.index("-f") + 1]: cmd for cmd in lines[:-1]}
-    # One build per kind; the Python image before the Spark image built FROM it.
-    assert list(builds) == [f"images/{kind}/Dockerfile" for kind in ("python", "spark", "vllm")]
-    for kind in ("python", "spark", "vllm"):
-        cmd = builds[f"images/{kind}/Dockerfile"]
+    builds = {cmd[cmd.index("-t") + 1]: cmd for cmd in lines[:-1]}
+    # One build per kind; the Python image's runtime stage before the Spark image FROM it.
+    kinds = ("python", "python-runtime", "spark", "vllm")
+    assert list(builds) == [f"synthllm/{kind}:{tag}" for kind in kinds]
+    for kind in kinds:
+        cmd = builds[f"synthllm/{kind}:{tag}"]
         assert cmd[:2] == ["docker", "build"] and cmd[-1] == "."
-        assert cmd[cmd.index("-t") + 1] == f"synthllm/{kind}:{tag}"
+        dockerfile = "python" if kind == "python-runtime" else kind
+        assert cmd[cmd.index("-f") + 1] == f"images/{dockerfile}/Dockerfile"
         assert build_args(cmd)["SYNTHLLM_CODE_VERSION"] == tag
-    assert build_args(builds["images/spark/Dockerfile"])["PYTHON_IMAGE"] == f"synthllm/python:{tag}"
-    assert "BASE_IMAGE" not in build_args(builds["images/python/Dockerfile"])  # the default
+    runtime = builds[f"synthllm/python-runtime:{tag}"]
+    assert runtime[runtime.index("--target") + 1] == "runtime"
+    assert "--target" not in builds[f"synthllm/python:{tag}"]
+    spark = builds[f"synthllm/spark:{tag}"]
+    assert build_args(spark)["RUNTIME_IMAGE"] == f"synthllm/python-runtime:{tag}"
+    assert "BASE_IMAGE" not in build_args(builds[f"synthllm/python:{tag}"])  # the default
 
 
 def test_build_script_defaults_and_settings():
     default = build_dry_run()
     assert [cmd[cmd.index("-f") + 1] for cmd in default[:-1]] == [
         "images/python/Dockerfile",
+        "images/python/Dockerfile",  # its runtime stage, the Spark image's base
         "images/spark/Dockerfile",
     ]  # vllm needs its CUDA base from a registry
     lines = build_dry_run(
         "python", "spark", SYNTHLLM_IMAGE_REGISTRY="reg.example/ml", SYNTHLLM_BASE_IMAGE="deb:12"
     )
-    python, spark = lines[0], lines[1]
+    python, runtime, spark = lines[0], lines[1], lines[2]
     tag = lines[-1][0].split("=", 1)[1]
-    assert build_args(python)["BASE_IMAGE"] == "deb:12"
+    assert build_args(python)["BASE_IMAGE"] == build_args(runtime)["BASE_IMAGE"] == "deb:12"
     assert python[python.index("-t") + 1] == f"reg.example/ml/python:{tag}"
-    assert build_args(spark)["PYTHON_IMAGE"] == f"reg.example/ml/python:{tag}"
+    assert runtime[runtime.index("-t") + 1] == f"reg.example/ml/python-runtime:{tag}"
+    assert build_args(spark)["RUNTIME_IMAGE"] == f"reg.example/ml/python-runtime:{tag}"
     bad = subprocess.run(
         [str(REPO / "scripts/build_images.sh"), "--dry-run", "cuda"],
         capture_output=True,
