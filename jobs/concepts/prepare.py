@@ -9,20 +9,30 @@ score, descending, then doc_id) and commits N request shards under ``llm/concept
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs.cli import JobContext, run_job
 from jobs.commit import StageStats, require_committed
 from jobs.concepts.prompts import PROMPT_VERSION, build_messages
-from jobs.llm.shards import commit_requests, make_request, prepare_parser
-from jobs.questions.prepare import select_documents
+from jobs.llm.shards import RequestShards, commit_prepared, make_request, prepare_parser
+from jobs.questions.prepare import RANK_COLUMNS, select_documents
+from jobs.spill import BUCKET_ROWS, in_rank_order
 from jobs.storage import Storage
-from jobs.tables import read_table
+from jobs.tables import iter_table_batches
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
 TASK = "concepts"
 REQUEST_PREFIX = "k-"
+# Rows read from a table at a time, and rows of a spill bucket (what the job holds at once).
+BATCH_ROWS = 20_000
+SPILL_ROWS = BUCKET_ROWS
 
 
 def request_id(doc_id: str) -> str:
@@ -36,26 +46,56 @@ def doc_id_of(custom_id: str) -> str:
 
 
 def run(ctx: JobContext) -> StageStats:
-    """Read documents → select → one P-K request each → commit shards."""
+    """Read documents → select → one P-K request each → commit shards.
+
+    Two passes over ``documents``, in batches: the ranking columns of every document (to
+    choose them), then the chosen documents' texts, put back in rank order through a spill
+    (:func:`jobs.spill.in_rank_order`). The job holds the chosen ids and one bucket of
+    texts; the requests go to their shard files as they are made.
+    """
+    import pyarrow as pa
+
     storage = Storage(ctx.cfg.storage)
     gen = ctx.cfg.generation
     docs_uri = ctx.layout.table("documents")
     require_committed(storage, docs_uri)
-    docs = read_table(storage, docs_uri)  # fine_score only when the refine job made it
+    keys = document_keys(storage, docs_uri)  # fine_score only when the refine job made it
     limit = ctx.cfg.concepts.max_documents or gen.max_documents
-    selected = select_documents(docs, limit)
-    requests = [
-        make_request(request_id(str(d)), build_messages(str(t or ""), gen.max_prompt_chars), gen)
-        for d, t in zip(selected["doc_id"], selected["text"], strict=True)
-    ]
-    stats = StageStats(
-        rows_in=len(selected),
-        rows_out=len(requests),
-        extra={"documents_available": len(docs), "max_documents": limit},
-    )
-    commit_requests(ctx, "concepts.prepare", TASK, requests, stats, [docs_uri], PROMPT_VERSION)
-    log.info("concept extraction for %d of %d documents", len(selected), len(docs))
+    ranked = pa.array(select_documents(keys, limit)["doc_id"], pa.string())
+    available = len(keys)
+    del keys
+    texts = iter_table_batches(storage, docs_uri, BATCH_ROWS, columns=["doc_id", "text"])
+    with (
+        tempfile.TemporaryDirectory(prefix="synthllm-concepts-prepare-") as folder,
+        RequestShards.for_task(ctx, TASK) as shards,
+    ):
+        for table in in_rank_order(texts, "doc_id", ranked, Path(folder), SPILL_ROWS):
+            for d, t in zip(table["doc_id"].to_pylist(), table["text"].to_pylist(), strict=True):
+                messages = build_messages(str(t or ""), gen.max_prompt_chars)
+                shards.add(make_request(request_id(str(d)), messages, gen))
+        stats = StageStats(
+            rows_in=len(ranked),
+            rows_out=shards.count,
+            extra={"documents_available": available, "max_documents": limit},
+        )
+        commit_prepared(ctx, shards, "concepts.prepare", TASK, stats, [docs_uri], PROMPT_VERSION)
+    log.info("concept extraction for %d of %d documents", len(ranked), available)
     return stats
+
+
+def document_keys(storage: Storage, docs_uri: str) -> pd.DataFrame:
+    """``doc_id`` and the ranking columns the table has, of every document, read in batches."""
+    import pyarrow as pa
+
+    parts = []
+    for batch in iter_table_batches(storage, docs_uri, BATCH_ROWS):
+        names = [n for n in ("doc_id", *RANK_COLUMNS) if n in batch.schema.names]
+        parts.append(pa.Table.from_batches([batch.select(names)]))
+    if not parts:
+        import pandas as pd
+
+        return pd.DataFrame({"doc_id": pd.Series([], dtype=object)})
+    return pa.concat_tables(parts, promote_options="permissive").to_pandas()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

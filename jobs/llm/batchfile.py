@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobs.llm.engine import ChatRequest, ChatResponse
@@ -160,6 +162,59 @@ def write_request_shards(
         storage.write_text(uri, "".join(dumps_line(request_to_line(r, model)) for r in shard))
         uris.append(uri)
     return uris
+
+
+class RequestShardWriter:
+    """Request shards in a local folder, each request's line written as it comes.
+
+    The round robin of :func:`split_requests` (request ``i`` to shard ``i % num_shards``, in
+    the order added), so the same requests in the same order give the bytes
+    :func:`write_request_shards` writes. It holds one line at a time and 8 bytes per request
+    (a hash of its custom_id); :meth:`close` checks no custom_id came twice, reading the files
+    back only where two hashes agree, and returns the shard files, empty ones included.
+    """
+
+    def __init__(self, folder: Path, num_shards: int, model: str) -> None:
+        if num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        self.model = model
+        self.paths = [Path(folder) / shard_name(i, num_shards) for i in range(num_shards)]
+        self._files = [path.open("wb") for path in self.paths]
+        self._ids = array("Q")
+        self.count = 0
+
+    def add(self, request: ChatRequest) -> None:
+        line = dumps_line(request_to_line(request, self.model)).encode("utf-8")
+        self._files[self.count % len(self._files)].write(line)
+        self._ids.append(_id_hash(request.custom_id))
+        self.count += 1
+
+    def close_files(self) -> None:
+        for f in self._files:
+            f.close()
+
+    def close(self) -> list[Path]:
+        import numpy as np
+
+        self.close_files()
+        hashes = np.sort(np.frombuffer(self._ids, dtype=np.uint64))
+        twice = set(hashes[1:][hashes[1:] == hashes[:-1]].tolist())
+        if twice:
+            seen: set[str] = set()
+            for path in self.paths:
+                with path.open("rb") as f:
+                    for line in f:
+                        custom_id = json.loads(line)["custom_id"]
+                        if _id_hash(custom_id) not in twice:
+                            continue
+                        if custom_id in seen:
+                            raise ValueError(f"duplicate custom_id {custom_id!r} in requests")
+                        seen.add(custom_id)
+        return self.paths
+
+
+def _id_hash(custom_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(custom_id.encode(), digest_size=8).digest(), "big")
 
 
 def read_requests(

@@ -18,15 +18,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jobs.cli import JobContext, base_parser
 from jobs.commit import MANIFEST, SUCCESS, StageOutput, StageStats, require_committed
 from jobs.layout import Layout
-from jobs.llm.batchfile import ResponseLine, ShardSpec, parse_requests, write_request_shards
+from jobs.llm.batchfile import RequestShardWriter, ResponseLine, ShardSpec, parse_requests
 from jobs.llm.engine import ChatRequest
 from jobs.llm.journal import ShardFiles, read_shard_lines, requests_hash, verified_done
 from jobs.llm.results import IncompleteTaskError, require_task_done
@@ -58,11 +60,15 @@ def make_request(custom_id: str, messages: Sequence[dict[str, str]], gen: Any) -
     )
 
 
-def _fingerprint(storage: Storage, uris: Sequence[str]) -> str:
+def _fingerprint(paths: Sequence[Path]) -> str:
+    """The request set's hash: each shard's name and bytes, read in chunks."""
     digest = hashlib.sha256()
-    for uri in uris:
-        digest.update(basename(uri).encode() + b"\x00")
-        digest.update(storage.read_bytes(uri) + b"\x01")
+    for path in paths:
+        digest.update(path.name.encode() + b"\x00")
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\x01")
     return digest.hexdigest()
 
 
@@ -79,7 +85,7 @@ def publish_requests(
     storage: Storage,
     task_uri: str,
     attempt: str,
-    requests: Sequence[ChatRequest],
+    requests: Iterable[ChatRequest],
     num_shards: int,
     model: str,
     manifest: dict[str, Any],
@@ -91,64 +97,128 @@ def publish_requests(
     already generated (finished shards are skipped by the runner). A shard whose requests
     changed gets a new key: its old responses are never read again, nor its old marker
     trusted. Nothing is deleted, so a prepare killed mid-commit (``_SUCCESS`` withdrawn)
-    loses no response. Returns the request-set fingerprint.
+    loses no response. Returns the request-set fingerprint. The shards are written to a
+    local folder as the requests come (:class:`RequestShards`), so ``requests`` may be a
+    generator of any length.
     """
-    requests_uri = join(task_uri, REQUESTS)
-    out = StageOutput(storage, requests_uri, attempt, manifest.get("run_id"))
-    tmp = out.begin()
-    uris = write_request_shards(storage, tmp, requests, num_shards, model)
-    fingerprint = _fingerprint(storage, uris)
-    previous = _committed_fingerprint(storage, requests_uri)
-    if previous != fingerprint:
-        log.info(
-            "request set %s -> %s: changed shards get new keys, unchanged ones keep theirs",
-            previous,
-            fingerprint,
-        )
-    body = {
-        **manifest,
-        "model": model,
-        "num_requests": len(requests),
-        "num_shards": num_shards,
-        "shards": [basename(u) for u in uris],
-        "fingerprint": fingerprint,
-    }
-    out.commit(body, stats)
-    log.info("%d requests in %d shards under %s", len(requests), num_shards, requests_uri)
-    return fingerprint
+    with RequestShards(storage, task_uri, attempt, num_shards, model) as shards:
+        for request in requests:
+            shards.add(request)
+        return shards.commit(manifest, stats)
+
+
+class RequestShards:
+    """A request set written as it is made, then committed as :func:`publish_requests` says.
+
+    ``add`` writes each request's line to its shard file in a local temporary folder
+    (:class:`jobs.llm.batchfile.RequestShardWriter`), so a prepare job never holds its
+    requests; ``commit`` uploads the files and commits them with the manifest. Use it as a
+    context manager: the folder goes when the block ends.
+    """
+
+    # A progress line every this many requests.
+    LOG_EVERY = 100_000
+
+    def __init__(
+        self, storage: Storage, task_uri: str, attempt: str, num_shards: int, model: str
+    ) -> None:
+        self.storage, self.task_uri, self.attempt = storage, task_uri, attempt
+        self.num_shards, self.model = num_shards, model
+        self._folder = tempfile.TemporaryDirectory(prefix="synthllm-requests-")
+        self._writer = RequestShardWriter(Path(self._folder.name), num_shards, model)
+        self._started = time.monotonic()
+
+    @classmethod
+    def for_task(cls, ctx: JobContext, task: str) -> RequestShards:
+        """The shards of one prepare job's ``task``: ``--num-shards`` when the caller gave
+        one, else ``generation.num_shards`` (the DAG maps that many shards of every task,
+        whatever engine answers them), and the task's model (``generation_for``)."""
+        num_shards = getattr(ctx.args, "num_shards", None) or ctx.cfg.generation.num_shards
+        model = generation_for(ctx.cfg, task).model
+        storage = Storage(ctx.cfg.storage)
+        return cls(storage, ctx.layout.llm_task(task), ctx.attempt, num_shards, model)
+
+    def __enter__(self) -> RequestShards:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.close_files()
+        self._folder.cleanup()
+
+    @property
+    def count(self) -> int:
+        return self._writer.count
+
+    def add(self, request: ChatRequest) -> None:
+        self._writer.add(request)
+        if self._writer.count % self.LOG_EVERY == 0:
+            log.info(
+                "%d requests written to %d shards (%.0f s)",
+                self._writer.count, self.num_shards, time.monotonic() - self._started,
+            )  # fmt: skip
+
+    def commit(self, manifest: dict[str, Any], stats: StageStats) -> str:
+        paths = self._writer.close()
+        requests_uri = join(self.task_uri, REQUESTS)
+        out = StageOutput(self.storage, requests_uri, self.attempt, manifest.get("run_id"))
+        tmp = out.begin()
+        for path in paths:
+            self.storage.upload_file(path, join(tmp, path.name))
+        fingerprint = _fingerprint(paths)
+        previous = _committed_fingerprint(self.storage, requests_uri)
+        if previous != fingerprint:
+            log.info(
+                "request set %s -> %s: changed shards get new keys, unchanged ones keep theirs",
+                previous,
+                fingerprint,
+            )
+        body = {
+            **manifest,
+            "model": self.model,
+            "num_requests": self.count,
+            "num_shards": self.num_shards,
+            "shards": [path.name for path in paths],
+            "fingerprint": fingerprint,
+        }
+        out.commit(body, stats)
+        log.info("%d requests in %d shards under %s", self.count, self.num_shards, requests_uri)
+        return fingerprint
 
 
 def commit_requests(
     ctx: JobContext,
     job: str,
     task: str,
-    requests: Sequence[ChatRequest],
+    requests: Iterable[ChatRequest],
     stats: StageStats,
     inputs: list[str],
     prompt_version: str,
 ) -> str:
     """Commit one prepare job's requests for ``task`` with its manifest (a prepare job's end).
 
-    The shard count is ``--num-shards`` when the caller gave one, else
-    ``generation.num_shards`` (the DAG maps that many shards of every task, whatever engine
-    answers them). The model recorded is the task's (``generation_for``). Returns the
-    request-set fingerprint.
+    The shards are :meth:`RequestShards.for_task`'s. Returns the request-set fingerprint.
+    A job that counts its rows while it makes the requests writes them with
+    :meth:`RequestShards.for_task` itself and calls :func:`commit_prepared` at its end.
     """
+    with RequestShards.for_task(ctx, task) as shards:
+        for request in requests:
+            shards.add(request)
+        return commit_prepared(ctx, shards, job, task, stats, inputs, prompt_version)
+
+
+def commit_prepared(
+    ctx: JobContext,
+    shards: RequestShards,
+    job: str,
+    task: str,
+    stats: StageStats,
+    inputs: list[str],
+    prompt_version: str,
+) -> str:
+    """Commit the requests written to ``shards`` with the job's manifest and ``stats``."""
     stats.check_balance()
-    model = generation_for(ctx.cfg, task).model
     manifest = ctx.manifest(job, inputs, task=task, prompt_version=prompt_version)
-    num_shards = getattr(ctx.args, "num_shards", None) or ctx.cfg.generation.num_shards
-    storage = Storage(ctx.cfg.storage)
-    return publish_requests(
-        storage,
-        ctx.layout.llm_task(task),
-        ctx.attempt,
-        requests,
-        num_shards,
-        model,
-        manifest,
-        stats,
-    )
+    return shards.commit(manifest, stats)
 
 
 def prepare_parser(description: str) -> argparse.ArgumentParser:

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from jobs.llm import batchfile
 from jobs.llm.batchfile import (
+    RequestShardWriter,
     ResponseLine,
     ShardSpec,
     dumps_lines,
@@ -77,6 +79,36 @@ def test_hash_split_is_order_independent():
 def test_duplicate_ids_rejected():
     with pytest.raises(ValueError, match="duplicate custom_id 'r1'"):
         split_requests([_req(1), _req(1)], 2)
+
+
+@pytest.mark.parametrize("count", [0, 2, 7])
+def test_streamed_shards_are_the_bytes_of_the_whole_list(storage, tmp_path, count):
+    reqs = [_req(i, seed=i) for i in range(count)]
+    uris = write_request_shards(storage, f"file://{tmp_path}/whole", reqs, 3, "m")
+    (tmp_path / "streamed").mkdir()
+    writer = RequestShardWriter(tmp_path / "streamed", 3, "m")
+    for r in reqs:
+        writer.add(r)
+    paths = writer.close()
+    assert writer.count == count and [p.name for p in paths] == [shard_name(i, 3) for i in range(3)]
+    assert [p.read_bytes() for p in paths] == [storage.read_bytes(u) for u in uris]
+
+
+def test_streamed_shards_reject_a_repeated_id_and_not_a_shared_hash(tmp_path, monkeypatch):
+    writer = RequestShardWriter(tmp_path, 2, "m")
+    for i in (1, 2, 1):
+        writer.add(_req(i))
+    with pytest.raises(ValueError, match="duplicate custom_id 'r1'"):
+        writer.close()
+    # Every id with one hash: the files are read back, and distinct ids pass.
+    monkeypatch.setattr(batchfile, "_id_hash", lambda custom_id: 7)
+    (tmp_path / "same-hash").mkdir()
+    writer = RequestShardWriter(tmp_path / "same-hash", 2, "m")
+    for i in range(5):
+        writer.add(_req(i))
+    assert len(writer.close()) == 2
+    with pytest.raises(ValueError, match="num_shards must be >= 1"):
+        RequestShardWriter(tmp_path, 0, "m")
 
 
 def test_request_defaults_and_bad_lines(storage, tmp_path):
