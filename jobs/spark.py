@@ -178,6 +178,94 @@ def persisted(df: DataFrame) -> DataFrame:
     return out
 
 
+def arrow_chunks(df: DataFrame, rows: int) -> Iterator[Any]:
+    """``df``'s rows brought to the driver as ``pyarrow.Table`` chunks of about ``rows`` rows.
+
+    One partition at a time (``toLocalIterator``), each as Arrow IPC streams of ``rows`` rows
+    or more (or the partition's rest): the driver holds one partition in the JVM and one
+    chunk in Python, where ``toArrow`` holds the whole table in both.
+    """
+    from functools import partial
+
+    import pyarrow as pa
+
+    for row in df.mapInArrow(partial(_ipc_chunks, rows), "chunk binary").toLocalIterator():
+        yield pa.ipc.open_stream(row["chunk"]).read_all()
+
+
+def _ipc_chunks(size: int, batches: Iterator[Any]) -> Iterator[Any]:
+    """One row per ``size`` rows or more (or the partition's rest): an IPC stream."""
+    pending: list = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= size:
+            yield _ipc_row(pending)
+            pending, rows = [], 0
+    if pending:
+        yield _ipc_row(pending)
+
+
+def _ipc_row(batches: list) -> Any:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batches[0].schema) as out:
+        for batch in batches:
+            out.write_batch(batch)
+    return pa.RecordBatch.from_arrays(
+        [pa.array([sink.getvalue().to_pybytes()], pa.binary())], names=["chunk"]
+    )
+
+
+def dense_ranks(df: DataFrame, order: list[str], name: str = "rank") -> DataFrame:
+    """``df`` with ``name``: 0, 1, 2... in ``order``, which must be a total order of its rows.
+
+    Without a window over one partition: the rows are range-partitioned and sorted by
+    ``order`` (persisted until the enclosing :func:`held` scope ends, so every pass sees the
+    same partitions), numbered within each partition, and each partition's count offsets
+    its numbers.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    spark = df.sparkSession
+    parts = max(1, spark.sparkContext.defaultParallelism)
+    ordered = persisted(df.repartitionByRange(parts, *order).sortWithinPartitions(*order))
+    schema = T.StructType(
+        [
+            *ordered.schema.fields,
+            T.StructField("_part", T.IntegerType()),
+            T.StructField("_i", T.LongType()),
+        ]
+    )
+    numbered = ordered.mapInArrow(_number_rows, schema)
+    counts = dict(numbered.groupBy("_part").count().collect())
+    offsets, total = [], 0
+    for part in sorted(counts):
+        offsets.append((part, total))
+        total += counts[part]
+    starts = spark.createDataFrame(offsets or [(0, 0)], "_part int, _start long")
+    return numbered.join(F.broadcast(starts), "_part").select(
+        *df.columns, (F.col("_start") + F.col("_i")).alias(name)
+    )
+
+
+def _number_rows(batches: Iterator[Any]) -> Iterator[Any]:
+    import pyarrow as pa
+    from pyspark import TaskContext
+
+    part, done = TaskContext.get().partitionId(), 0
+    for batch in batches:
+        n = batch.num_rows
+        numbers = [pa.array([part] * n, pa.int32()), pa.array(range(done, done + n), pa.int64())]
+        yield pa.RecordBatch.from_arrays(
+            [*batch.columns, *numbers], names=[*batch.schema.names, "_part", "_i"]
+        )
+        done += n
+
+
 def broadcast(spark: SparkSession, value: Any) -> Broadcast:
     """``value`` broadcast until the enclosing :func:`held` scope ends, then destroyed."""
     releases = _hold("a broadcast")

@@ -22,6 +22,7 @@ Walks that cannot make a Level-3 prompt land in ``quarantine/combinations``:
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from jobs.cli import JobContext, base_parser, run_job
@@ -260,14 +261,20 @@ def _sample_and_commit(
     vertices = spark.read.parquet(to_spark_uri(join(inputs[2], "vertices")))
     edges = spark.read.parquet(to_spark_uri(join(inputs[2], "edges")))
 
+    started = time.monotonic()
     walks = sample_walks(vertices, edges, walk_params(ctx)).checkpoint(eager=True)
+    log.info("walks: %d sampled in %.1f s", walks.count(), time.monotonic() - started)
+    started = time.monotonic()
     l3 = level3(walks, doc_concepts, vertices, ctx.cfg).checkpoint(eager=True)
+    log.info("level 3: walks grounded in reference documents in %.1f s", time.monotonic() - started)
+    started = time.monotonic()
     l1 = level1(documents, ctx.cfg.generation.max_documents)
     l2 = level2(doc_concepts)
     usable = l3.where("_reason IS NULL").select(*COLUMNS[:-1])
     combos = (
         l1.unionByName(l2).unionByName(usable).withColumn("snapshot", F.lit(ctx.snapshot))
     ).checkpoint(eager=True)
+    log.info("levels 1 and 2, and the union: %.1f s", time.monotonic() - started)
     by_level = {str(r["level"]): r["count"] for r in combos.groupBy("level").count().collect()}
     reasons = {r["_reason"]: r["count"] for r in l3.groupBy("_reason").count().collect()}
     reasons.pop(None, None)

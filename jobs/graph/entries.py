@@ -14,15 +14,11 @@ partitioning samples and sorts in Spark, ~10 s more on 2 cores whatever the size
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING
 
 from jobs.graph.adjacency import KINDS, Adjacency
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    import pyarrow as pa
     from pyspark.sql import DataFrame
 
 # Entries per Arrow IPC chunk (~17 MB) and per Spark partition (~70 MB in the JVM driver).
@@ -45,11 +41,11 @@ def walk_adjacency(
     range partitions, one at a time. Both give the same CSRs; the streamed ones are built
     in files in ``folder`` when one is given (:func:`jobs.graph.adjacency.stream_adjacency`).
     """
-    import pyarrow as pa
     from pyspark.sql import functions as F
 
     from jobs.graph.adjacency import build_adjacency, stream_adjacency
     from jobs.graph.cooccurrence import node_kind, number_nodes
+    from jobs.spark import arrow_chunks
 
     numbered = number_nodes(vertices.groupBy("id").agg(node_kind()))
     nodes = numbered.select("id", (F.col("kind") == "topic").alias("topic"), "n").toArrow()
@@ -83,33 +79,4 @@ def walk_adjacency(
         spark.sparkContext.defaultParallelism, -(-sum(capacity.values()) // PARTITION_ENTRIES)
     )
     ordered = entries.repartitionByRange(parts, "k", "s", "d").sortWithinPartitions("k", "s", "d")
-    rows = ordered.mapInArrow(partial(_ipc_chunks, CHUNK_ENTRIES), "chunk binary")
-    rows = rows.toLocalIterator()
-    chunks = (pa.ipc.open_stream(row["chunk"]).read_all() for row in rows)
-    return stream_adjacency(nodes, chunks, capacity, eps, folder)
-
-
-def _ipc_chunks(size: int, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """One row per ``size`` entries or more (or the partition's rest): an IPC stream."""
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in batches:
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows >= size:
-            yield _ipc_row(pending)
-            pending, rows = [], 0
-    if pending:
-        yield _ipc_row(pending)
-
-
-def _ipc_row(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batches[0].schema) as out:
-        for batch in batches:
-            out.write_batch(batch)
-    return pa.RecordBatch.from_arrays(
-        [pa.array([sink.getvalue().to_pybytes()], pa.binary())], names=["chunk"]
-    )
+    return stream_adjacency(nodes, arrow_chunks(ordered, CHUNK_ENTRIES), capacity, eps, folder)

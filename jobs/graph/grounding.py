@@ -79,6 +79,8 @@ NUM_HUB_DOCS = 100
 # A hub in more than this share of the ranked documents is a bitmap, any other its sorted
 # ranks: 4 bytes a document against 1/8 byte a document (:class:`HubSets`).
 DENSE_SHARE = 1 / 32
+# (hub, rank) pairs per chunk brought to the driver for the hubs' sets (8 bytes each).
+PAIRS_PER_CHUNK = 1 << 20
 
 
 def reference_docs(
@@ -221,37 +223,47 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
     """``(pattern, doc_id)``: per walk pattern, the ``num_refs`` smallest documents holding it.
 
     ``doc_hubs``: ``(doc_id, d_hubs, d_size)``, ``d_hubs`` the walks' hubs the document holds.
-    Runs one job at call time: the documents in rank order with their hubs, collected for
-    the hubs' sets and the ids, which are broadcast until the enclosing
-    :func:`jobs.spark.held` scope ends.
+    Runs Spark jobs at call time: each document's rank in ``(d_size, doc_id)`` order
+    (:func:`jobs.spark.dense_ranks`), the hubs' names, and the ``(hub, rank)`` pairs, which
+    come to the driver a chunk at a time (:func:`jobs.spark.arrow_chunks`) for the hubs'
+    sets. Those are broadcast until the enclosing :func:`jobs.spark.held` scope ends; the
+    ranks a pattern finds go back to document ids through a join, so no id or hub list of
+    a document reaches the driver.
     """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
+    from pyspark.sql import functions as F
 
-    from jobs.spark import broadcast
+    from jobs.spark import arrow_chunks, broadcast, dense_ranks, persisted
 
     spark = doc_hubs.sparkSession
-    # One row per document in (d_size, doc_id) order: its position is its rank, so the ids
-    # travel with the hubs' sets and nothing is ranked or joined a second time.
-    table = doc_hubs.orderBy("d_size", "doc_id").select("doc_id", "d_hubs").toArrow()
-    doc_ids = table["doc_id"].combine_chunks()
-    lists = table["d_hubs"].combine_chunks()
-    hubs = pc.list_flatten(lists)
-    names = pc.unique(hubs).sort()
-    hub_of = {name: i for i, name in enumerate(names.to_pylist())}
-    rank = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
-    hub = pc.index_in(hubs, value_set=names).to_numpy().astype(np.int64)
-    sets = HubSets(hub, rank, len(hub_of), len(doc_ids), DENSE_SHARE)
+    ranks = persisted(dense_ranks(doc_hubs.select("doc_id", "d_size"), ["d_size", "doc_id"]))
+    hub_names = doc_hubs.select(F.explode("d_hubs").alias("hub")).distinct().collect()
+    hub_of = {name: i for i, name in enumerate(sorted(r["hub"] for r in hub_names))}
+    index = spark.createDataFrame(list(hub_of.items()), "hub string, h int")
+    pairs = (
+        doc_hubs.select("doc_id", F.explode("d_hubs").alias("hub"))
+        .join(F.broadcast(index), "hub")
+        .join(ranks.select("doc_id", F.col("rank").cast("int").alias("r")), "doc_id")
+        .select("h", "r")
+    )
+    hubs, rank_parts = [np.zeros(0, np.int32)], [np.zeros(0, np.int32)]
+    for chunk in arrow_chunks(pairs, PAIRS_PER_CHUNK):
+        hubs.append(chunk["h"].to_numpy())
+        rank_parts.append(chunk["r"].to_numpy())
+    hub, rank = np.concatenate(hubs).astype(np.int64), np.concatenate(rank_parts).astype(np.int64)
+    del hubs, rank_parts
+    num_docs = ranks.count()
+    sets = HubSets(hub, rank, len(hub_of), num_docs, DENSE_SHARE)
     log.info(
         "grounding: %d hubs over %d ranked documents (%d as bitmaps), %.1f MB broadcast",
-        len(hub_of), len(doc_ids), len(sets.bitmaps), sets.nbytes / 2**20,
+        len(hub_of), num_docs, len(sets.bitmaps), sets.nbytes / 2**20,
     )  # fmt: skip
-    shared = broadcast(spark, (hub_of, sets, doc_ids))
-    del table, lists, hubs, rank, hub, sets
+    shared = broadcast(spark, (hub_of, sets))
+    del hub, rank, sets
 
     def run(batches):
-        hub_of, sets, doc_ids = shared.value
+        hub_of, sets = shared.value
         for batch in batches:
             out_p, out_r = [], []
             for p in batch.column(0).to_pylist():
@@ -259,15 +271,16 @@ def _pattern_tops(doc_hubs: DataFrame, walk_patterns: DataFrame, num_refs: int) 
                 out_p += [p] * len(found)
                 out_r += found
             yield pa.RecordBatch.from_arrays(
-                [pa.array(out_p, pa.list_(pa.string())), doc_ids.take(pa.array(out_r, pa.int64()))],
-                names=["pattern", "doc_id"],
+                [pa.array(out_p, pa.list_(pa.string())), pa.array(out_r, pa.int64())],
+                names=["pattern", "rank"],
             )
 
-    return (
+    tops = (
         walk_patterns.select("pattern")
         .distinct()
-        .mapInArrow(run, "pattern array<string>, doc_id string")
+        .mapInArrow(run, "pattern array<string>, rank long")
     )
+    return tops.join(ranks.select("rank", "doc_id"), "rank").select("pattern", "doc_id")
 
 
 class HubSets:
@@ -296,8 +309,8 @@ class HubSets:
             (self.row[h], r >> 6),
             np.left_shift(np.uint64(1), (r & 63).astype(np.uint64)),
         )
-        order = np.argsort(hub[~dense_pairs], kind="stable")  # ranks stay ascending per hub
-        self.ranks = rank[~dense_pairs][order].astype(np.int32)
+        h, r = hub[~dense_pairs], rank[~dense_pairs]
+        self.ranks = r[np.lexsort((r, h))].astype(np.int32)  # by hub, ranks ascending
         self.ptr = np.zeros(num_hubs + 1, dtype=np.int64)
         np.cumsum(np.where(self.dense, 0, df), out=self.ptr[1:])
 

@@ -42,7 +42,9 @@ the Python workers map those files read-only, one copy in the page cache for all
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,6 +57,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from jobs.spark import ShippedFiles
+
+log = logging.getLogger(__name__)
 
 CONCEPT_STARTS = ("last", "start", "random")
 END_REASONS = ("complete", "topic_dead_end", "no_concept", "concept_dead_end")
@@ -280,7 +284,13 @@ def sample_walks(vertices: DataFrame, edges: DataFrame, params: WalkParams) -> D
 
     spark = vertices.sparkSession
     folder = scratch_folder("synthllm-walk-graph-")
+    started = time.monotonic()
     adj = walk_adjacency(vertices, edges, params.eps, folder)
+    log.info(
+        "walk graph: %d nodes (%d topics), %s entries, built in %.1f s",
+        len(adj.ids), len(adj.topics),
+        {kind: int(c.cum.size) for kind, c in adj.csr.items()}, time.monotonic() - started,
+    )  # fmt: skip
     hexes, hashes = topic_hashes(adj.ids.take(adj.topics).to_pylist())
     csr = {kind: save_csr(c, folder, kind) for kind, c in adj.csr.items()}
     files = ship_files(spark, folder, [name for f in csr.values() for name in f.files])

@@ -47,8 +47,9 @@ def test_hub_sets_give_the_lowest_common_ranks_whatever_their_form(dense_share):
     members[3] |= {4_998, 4_999}  # common to 0, 1, 3 only near the end
     members[0] |= {4_998, 4_999}
     members[1] |= {4_998, 4_999}
-    # Pairs in rank order, as the documents come (each document's hubs in any order).
-    pairs = sorted((r, h) for h, docs in enumerate(members) for r in docs)
+    # Pairs in any order, as Spark's partitions bring them.
+    pairs = [(r, h) for h, docs in enumerate(members) for r in docs]
+    rng.shuffle(pairs)
     rank = np.array([r for r, _ in pairs], dtype=np.int64)
     hub = np.array([h for _, h in pairs], dtype=np.int64)
     sets = HubSets(hub, rank, num_hubs, num_docs, dense_share)

@@ -6,7 +6,9 @@ import pytest
 
 from jobs.config import load_config
 from jobs.spark import (
+    arrow_chunks,
     broadcast,
+    dense_ranks,
     has_graphframes_jar,
     held,
     jar_paths,
@@ -100,6 +102,33 @@ def test_held_frees_its_own_frames_and_broadcasts_newest_first(spark):
         assert not shared._jbroadcast.isValid()
         assert outer.count() == 10
     assert _persistent(spark) == start
+
+
+def test_dense_ranks_number_rows_in_order_across_partitions(spark):
+    import random
+
+    rng = random.Random(3)
+    rows = [(f"d{i:04d}", rng.randint(1, 9)) for i in rng.sample(range(3000), 3000)]
+    df = spark.createDataFrame(rows, "doc_id string, d_size long").repartition(7)
+    with held():
+        ranked = dense_ranks(df, ["d_size", "doc_id"]).collect()
+    assert sorted(r["rank"] for r in ranked) == list(range(3000))  # 0..n-1, each once
+    by_rank = [(r["d_size"], r["doc_id"]) for r in sorted(ranked, key=lambda r: r["rank"])]
+    assert by_rank == sorted((s, d) for d, s in rows)
+    with held():
+        empty = dense_ranks(df.limit(0), ["d_size", "doc_id"])
+        assert empty.count() == 0 and empty.columns == ["doc_id", "d_size", "rank"]
+
+
+def test_arrow_chunks_bring_every_row_a_chunk_at_a_time(spark):
+    df = spark.range(0, 10_000, numPartitions=3).selectExpr("id", "id * 2 AS twice")
+    chunks = list(arrow_chunks(df, 1_000))
+    assert sorted(i for c in chunks for i in c["id"].to_pylist()) == list(range(10_000))
+    assert all(c["twice"].to_pylist() == [2 * i for i in c["id"].to_pylist()] for c in chunks)
+    # No chunk spans two partitions; each holds 1,000 rows or more (a partition's rest aside).
+    assert len(chunks) >= 3 and all(len(c) >= 1_000 for c in chunks)
+    whole = list(arrow_chunks(df, 20_000))
+    assert len(whole) == 3 and sorted(len(c) for c in whole) == [3333, 3333, 3334]
 
 
 def test_held_frees_on_an_error_too(spark):
