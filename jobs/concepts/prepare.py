@@ -84,13 +84,15 @@ def run(ctx: JobContext) -> StageStats:
 
 
 def document_keys(storage: Storage, docs_uri: str) -> pd.DataFrame:
-    """``doc_id`` and the ranking columns the table has, of every document, read in batches."""
+    """``doc_id`` and the ranking columns the table has, of every document, read in batches
+    (a Parquet file read for columns it lacks gives those it has)."""
     import pyarrow as pa
 
-    parts = []
-    for batch in iter_table_batches(storage, docs_uri, BATCH_ROWS):
-        names = [n for n in ("doc_id", *RANK_COLUMNS) if n in batch.schema.names]
-        parts.append(pa.Table.from_batches([batch.select(names)]))
+    columns = ["doc_id", *RANK_COLUMNS]
+    parts = [
+        pa.Table.from_batches([batch])
+        for batch in iter_table_batches(storage, docs_uri, BATCH_ROWS, columns)
+    ]
     if not parts:
         import pandas as pd
 

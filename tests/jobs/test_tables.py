@@ -12,6 +12,7 @@ from jobs.storage import Storage, join
 from jobs.tables import (
     MAX_RAW_CHARS,
     PartWriter,
+    iter_table_batches,
     quarantine_row,
     read_table,
     schema,
@@ -69,6 +70,16 @@ def test_reads_spark_style_prefix_and_skips_hidden_entries(storage, tmp_path):
     storage.write_json(join(uri, "_manifest.json"), {})
     frame = read_table(storage, uri, columns=["doc_id"])
     assert sorted(frame["doc_id"]) == ["a", "b"]
+
+
+def test_batches_of_named_columns_hold_those_each_file_has(storage, tmp_path):
+    # concepts.prepare reads fine_score, which only the refine job writes, this way.
+    uri = f"file://{tmp_path}/documents"
+    write_table(storage, [{"doc_id": "a", "text": "t", "fine_score": 0.5}], join(uri, "x=1"))
+    write_table(storage, [{"doc_id": "b", "text": "u"}], join(uri, "x=2"))
+    batches = list(iter_table_batches(storage, uri, 10, ["doc_id", "fine_score"]))
+    assert [b.schema.names for b in batches] == [["doc_id", "fine_score"], ["doc_id"]]
+    assert [b["doc_id"].to_pylist() for b in batches] == [["a"], ["b"]]
 
 
 def test_absent_prefix_gives_empty_frame_with_requested_columns(storage, tmp_path):
