@@ -10,7 +10,6 @@ rows were added, so what a job derives from its input's order stays the same.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,16 +27,56 @@ def num_buckets(rows: int, bucket_rows: int = BUCKET_ROWS) -> int:
     return max(1, math.ceil(rows / bucket_rows))
 
 
-def hash_buckets(keys: pa.Array, buckets: int) -> np.ndarray:
-    """Each key's bucket, the same on every run and machine (CRC-32 of its UTF-8; a null
-    key goes to bucket 0)."""
+def hash_buckets(keys: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
+    """Each string key's bucket in ``0..buckets-1``, the same on every run and machine.
+
+    A hash of each key's UTF-8 bytes computed on the Arrow buffers (no Python object per
+    key): each byte times a pseudo-random 64-bit weight of its position, summed per key with
+    the key's length, then mixed (splitmix64's finaliser). A null key goes where the empty
+    string goes.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    if keys.type != pa.string():
+        keys = keys.cast(pa.string())
+    if keys.null_count:
+        keys = pc.fill_null(keys, "")
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, offsets_buf, data_buf = keys.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[keys.offset : keys.offset + n + 1]
+    lengths = np.diff(offsets).astype(np.int64)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    filled = np.flatnonzero(lengths)
+    h = lengths.astype(np.uint64) * np.uint64(_LENGTH_MUL)
+    if filled.size:
+        data = np.frombuffer(data_buf, dtype=np.uint8)[lo:hi].astype(np.uint64)
+        position = np.arange(hi - lo, dtype=np.int64) - np.repeat(offsets[:-1] - lo, lengths)
+        weights = _mixed(np.arange(int(lengths.max()), dtype=np.uint64) * np.uint64(_GOLDEN))
+        h[filled] += np.add.reduceat(data * weights[position], (offsets[:-1] - lo)[filled])
+    return (_mixed(h) % np.uint64(buckets)).astype(np.int64)
+
+
+def _mixed(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, elementwise (a bijection of uint64)."""
     import numpy as np
 
-    return np.fromiter(
-        (0 if k is None else zlib.crc32(k.encode()) % buckets for k in keys.to_pylist()),
-        dtype=np.int64,
-        count=len(keys),
-    )
+    h = h ^ (h >> np.uint64(30))
+    h *= np.uint64(_MIX1)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(_MIX2)
+    return h ^ (h >> np.uint64(31))
+
+
+# Odd 64-bit constants of hash_buckets: splitmix64's increment and finaliser multipliers
+# (Steele et al. 2014), and one for the length.
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_LENGTH_MUL = 0xD6E8FEB86659FD93
 
 
 class Spill:

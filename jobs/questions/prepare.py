@@ -77,14 +77,27 @@ def select_documents(docs: pd.DataFrame, max_documents: int) -> pd.DataFrame:
     return ordered.drop(columns=list(keys)).head(max_documents).reset_index(drop=True)
 
 
-def topics_by_doc(doc_concepts: pd.DataFrame) -> dict[str, list[tuple[str, list[str]]]]:
-    """Each document's topics in first-seen order, each with its concepts (display names)."""
+def topics_by_doc(doc_concepts: pa.Table) -> dict[str, list[tuple[str, list[str]]]]:
+    """Each document's topics in first-seen order, each with its concepts (display names).
+
+    ``doc_concepts``: ``doc_id``, ``topic`` and ``concept`` columns; a concept that is not a
+    string (null) is left out, and a repeated one is kept once.
+    """
     out: dict[str, dict[str, list[str]]] = {}
-    for row in doc_concepts.itertuples(index=False):
-        topics = out.setdefault(str(row.doc_id), {})
-        concepts = topics.setdefault(str(row.topic), [])
-        if isinstance(row.concept, str) and row.concept not in concepts:
-            concepts.append(row.concept)
+    columns = [doc_concepts[c].to_pylist() for c in ("doc_id", "topic", "concept")]
+    for doc, topic, concept in zip(*columns, strict=True):
+        if not isinstance(doc, str):
+            doc = str(doc)
+        if not isinstance(topic, str):
+            topic = str(topic)
+        topics = out.get(doc)
+        if topics is None:
+            topics = out[doc] = {}
+        concepts = topics.get(topic)
+        if concepts is None:
+            concepts = topics[topic] = []
+        if isinstance(concept, str) and concept not in concepts:
+            concepts.append(concept)
     return {doc: list(topics.items()) for doc, topics in out.items()}
 
 
@@ -170,8 +183,10 @@ class Combination:
     concepts: list[str]
 
 
-# Rows read from a table at a time, and rows of a spill bucket (what the job holds at once).
+# Rows read from a table at a time (doc_concepts' rows are short: ~30 a document), and rows
+# of a spill bucket (what the job holds at once).
 BATCH_ROWS = 20_000
+CONCEPT_BATCH_ROWS = 200_000
 SPILL_ROWS = BUCKET_ROWS
 _COMBO_COLUMNS = ["combo_id", "level", "ref_doc_ids", "topics", "concepts"]
 
@@ -222,11 +237,11 @@ class LevelJoin:
         referenced = self._spill_combinations(storage, combos_uri, refs)
         docs = Spill(folder, "documents", self.hash_buckets)
         concepts = Spill(folder, "doc-concepts", self.hash_buckets)
-        for uri, columns, spill in (
-            (docs_uri, ["doc_id", "text"], docs),
-            (concepts_uri, ["doc_id", "topic", "concept"], concepts),
+        for uri, columns, spill, rows in (
+            (docs_uri, ["doc_id", "text"], docs, BATCH_ROWS),
+            (concepts_uri, ["doc_id", "topic", "concept"], concepts, CONCEPT_BATCH_ROWS),
         ):
-            for batch in iter_table_batches(storage, uri, BATCH_ROWS, columns=columns):
+            for batch in iter_table_batches(storage, uri, rows, columns=columns):
                 kept = batch.filter(pc.is_in(_strings(batch["doc_id"]), value_set=referenced))
                 spill.add(kept, hash_buckets(_strings(kept["doc_id"]), self.hash_buckets))
         self._join(refs, docs, concepts)
@@ -246,6 +261,8 @@ class LevelJoin:
         for batch in iter_table_batches(storage, uri, BATCH_ROWS, columns=_COMBO_COLUMNS):
             for level, ranked in self.ranked.items():
                 rows = batch.filter(pc.equal(batch["level"], level))
+                if len(rows) == 0:  # the table is in combo_id order: mostly one level a batch
+                    continue
                 rank = pc.index_in(_strings(rows["combo_id"]), value_set=ranked)
                 keep = pc.is_valid(rank)
                 rows, rank = rows.filter(keep), rank.filter(keep).cast(pa.int64())
@@ -285,7 +302,7 @@ class LevelJoin:
             if len(doc_rows):
                 ids, values = doc_rows["doc_id"].to_pylist(), doc_rows["text"].to_pylist()
                 texts = {str(d): str(t or "") for d, t in zip(ids, values, strict=True)}
-            own = topics_by_doc(concept_rows.to_pandas()) if len(concept_rows) else {}
+            own = topics_by_doc(concept_rows) if len(concept_rows) else {}
             levels = ref_rows["level"].to_numpy(zero_copy_only=False)
             for level in np.unique(levels).tolist():
                 rows = ref_rows.filter(pa.array(levels == level))

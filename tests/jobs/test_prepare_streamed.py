@@ -55,6 +55,7 @@ def random_inputs(seed: int) -> tuple[list[dict], list[dict], list[dict]]:
         for t in rng.permutation(6)[: int(rng.integers(1, 4))]
         for c in rng.permutation(9)[: int(rng.integers(1, 4))]
     ]
+    concepts += [dict(concepts[0]), dict(concepts[1], concept=None)]  # a repeat, a null
     rng.shuffle(concepts)  # a document's rows come in no particular order
     gone = [f"gone-{i}" for i in range(4)]
     combos = [
@@ -94,7 +95,12 @@ def random_inputs(seed: int) -> tuple[list[dict], list[dict], list[dict]]:
 def reference_lines(cfg, docs, concepts, combos) -> tuple[dict[int, list[list[str]]], dict]:
     """Each level's shard lines and missing counts, from whole tables held in memory."""
     texts = {d["doc_id"]: str(d["text"] or "") for d in docs}
-    doc_topics = prepare.topics_by_doc(pd.DataFrame(concepts))
+    doc_topics: dict = {}  # each document's topics in first-seen order, concepts likewise
+    for row in concepts:
+        own = doc_topics.setdefault(row["doc_id"], {}).setdefault(row["topic"], [])
+        if isinstance(row["concept"], str) and row["concept"] not in own:
+            own.append(row["concept"])
+    doc_topics = {d: list(topics.items()) for d, topics in doc_topics.items()}
     limits = {1: None, 2: cfg.questions.max_combinations_l2, 3: cfg.questions.max_combinations_l3}
     lines, missing = {}, {}
     for level in prepare.LEVELS:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -36,16 +34,22 @@ def test_later_tables_take_the_first_tables_schema(tmp_path):
     assert table.schema.field("v").type == pa.int64() and table["v"].to_pylist() == [1, 2]
 
 
-def test_hash_buckets_are_stable_and_in_range():
-    keys = pa.array(["d-1", "d-2", None, "ünïcode", "d-1"])
+def test_hash_buckets_are_stable_spread_and_read_slices_right():
+    keys = pa.array(["d-1", "d-2", None, "ünïcode", "d-1", ""])
     buckets = hash_buckets(keys, 7)
     assert buckets.tolist() == hash_buckets(keys, 7).tolist()
-    assert buckets[0] == buckets[4] and buckets[2] == 0
+    assert buckets[0] == buckets[4] and buckets[2] == buckets[5]  # null as the empty key
     assert all(0 <= b < 7 for b in buckets)
-    # CRC-32, not Python's salted hash(): the same on every run and machine.
-    assert hash_buckets(pa.array(["d-1"]), 1000).tolist() == [zlib.crc32(b"d-1") % 1000]
-    spread = np.bincount(hash_buckets(pa.array([f"doc-{i}" for i in range(5000)]), 5), minlength=5)
-    assert spread.min() > 800  # about 1000 each
+    many = pa.array([f"doc-{i:07d}" for i in range(50_000)])
+    spread = np.bincount(hash_buckets(many, 10), minlength=10)
+    assert spread.min() > 4_500 and spread.max() < 5_500  # about 5,000 each
+    # A slice, a chunked array and a large_string array hash as their plain copy does.
+    whole = hash_buckets(many, 10)
+    assert hash_buckets(many.slice(123, 40), 10).tolist() == whole[123:163].tolist()
+    chunked = pa.chunked_array([many.slice(0, 10), many.slice(10, 20)])
+    assert hash_buckets(chunked, 10).tolist() == whole[:30].tolist()
+    assert hash_buckets(many.cast(pa.large_string()), 10).tolist() == whole.tolist()
+    assert hash_buckets(pa.array([], pa.string()), 3).tolist() == []
 
 
 def test_num_buckets():
