@@ -179,6 +179,20 @@ def iter_table_batches(
                 raise ValueError(f"{f}: cannot read Parquet ({exc})") from exc
 
 
+def read_columns(
+    storage: Storage, uri: str, columns: Sequence[str], batch_rows: int = 100_000
+) -> pa.Table | None:
+    """The named columns of every Parquet file below ``uri`` as one Arrow table, read in
+    batches (:func:`iter_table_batches`), so the other columns never load; a file lacking a
+    column gives those it has. None where the prefix holds no file."""
+    import pyarrow as pa
+
+    parts = [
+        pa.Table.from_batches([b]) for b in iter_table_batches(storage, uri, batch_rows, columns)
+    ]
+    return pa.concat_tables(parts, promote_options="permissive") if parts else None
+
+
 def write_table(
     storage: Storage,
     rows: pd.DataFrame | Sequence[Mapping[str, Any]],

@@ -21,7 +21,7 @@ from jobs.llm.shards import RequestShards, commit_prepared, make_request, prepar
 from jobs.questions.prepare import RANK_COLUMNS, select_documents
 from jobs.spill import BUCKET_ROWS, in_rank_order
 from jobs.storage import Storage
-from jobs.tables import iter_table_batches
+from jobs.tables import iter_table_batches, read_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,18 +86,12 @@ def run(ctx: JobContext) -> StageStats:
 def document_keys(storage: Storage, docs_uri: str) -> pd.DataFrame:
     """``doc_id`` and the ranking columns the table has, of every document, read in batches
     (a Parquet file read for columns it lacks gives those it has)."""
-    import pyarrow as pa
-
-    columns = ["doc_id", *RANK_COLUMNS]
-    parts = [
-        pa.Table.from_batches([batch])
-        for batch in iter_table_batches(storage, docs_uri, BATCH_ROWS, columns)
-    ]
-    if not parts:
+    keys = read_columns(storage, docs_uri, ["doc_id", *RANK_COLUMNS], BATCH_ROWS)
+    if keys is None:
         import pandas as pd
 
         return pd.DataFrame({"doc_id": pd.Series([], dtype=object)})
-    return pa.concat_tables(parts, promote_options="permissive").to_pandas()
+    return keys.to_pandas()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

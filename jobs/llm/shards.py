@@ -102,8 +102,7 @@ def publish_requests(
     generator of any length.
     """
     with RequestShards(storage, task_uri, attempt, num_shards, model) as shards:
-        for request in requests:
-            shards.add(request)
+        shards.add_all(requests)
         return shards.commit(manifest, stats)
 
 
@@ -157,6 +156,10 @@ class RequestShards:
                 self._writer.count, self.num_shards, time.monotonic() - self._started,
             )  # fmt: skip
 
+    def add_all(self, requests: Iterable[ChatRequest]) -> None:
+        for request in requests:
+            self.add(request)
+
     def commit(self, manifest: dict[str, Any], stats: StageStats) -> str:
         paths = self._writer.close()
         requests_uri = join(self.task_uri, REQUESTS)
@@ -201,8 +204,7 @@ def commit_requests(
     :meth:`RequestShards.for_task` itself and calls :func:`commit_prepared` at its end.
     """
     with RequestShards.for_task(ctx, task) as shards:
-        for request in requests:
-            shards.add(request)
+        shards.add_all(requests)
         return commit_prepared(ctx, shards, job, task, stats, inputs, prompt_version)
 
 

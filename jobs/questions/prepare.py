@@ -29,7 +29,7 @@ from jobs.llm.shards import RequestShards, commit_prepared, make_request, prepar
 from jobs.questions import prompts
 from jobs.spill import BUCKET_ROWS, Spill, hash_buckets, num_buckets
 from jobs.storage import Storage
-from jobs.tables import iter_table_batches
+from jobs.tables import iter_table_batches, read_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -376,11 +376,7 @@ def _ranked_ids(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    parts = [
-        pa.Table.from_batches([batch])
-        for batch in iter_table_batches(storage, uri, BATCH_ROWS, columns=["combo_id", "level"])
-    ]
-    keys = pa.concat_tables(parts) if parts else None
+    keys = read_columns(storage, uri, ["combo_id", "level"], BATCH_ROWS)
     out = {}
     for level in LEVELS:
         if keys is None:

@@ -14,6 +14,7 @@ from jobs.tables import (
     PartWriter,
     iter_table_batches,
     quarantine_row,
+    read_columns,
     read_table,
     schema,
     write_table,
@@ -80,6 +81,13 @@ def test_batches_of_named_columns_hold_those_each_file_has(storage, tmp_path):
     batches = list(iter_table_batches(storage, uri, 10, ["doc_id", "fine_score"]))
     assert [b.schema.names for b in batches] == [["doc_id", "fine_score"], ["doc_id"]]
     assert [b["doc_id"].to_pylist() for b in batches] == [["a"], ["b"]]
+    table = read_columns(storage, uri, ["doc_id", "fine_score"], batch_rows=1)
+    assert table.column_names == ["doc_id", "fine_score"]  # the files' columns, promoted
+    assert table.to_pylist() == [
+        {"doc_id": "a", "fine_score": 0.5},
+        {"doc_id": "b", "fine_score": None},
+    ]
+    assert read_columns(storage, f"file://{tmp_path}/absent", ["doc_id"]) is None
 
 
 def test_absent_prefix_gives_empty_frame_with_requested_columns(storage, tmp_path):
